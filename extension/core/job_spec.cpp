@@ -1,0 +1,299 @@
+// extension/core/job_spec.cpp
+//
+// Job spec → units (see job_spec.hpp). Plain C++, no PostgreSQL headers.
+#include "execguard/core/job_spec.hpp"
+
+#include "execguard/core/canonical.hpp"
+
+#include <unordered_map>
+
+namespace execguard::core {
+
+namespace {
+
+using nlohmann::json;
+
+// Member `key` of `object` when it is present and not null.
+const json* member(const json& object, const char* key) {
+    if (!object.is_object()) {
+        return nullptr;
+    }
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) {
+        return nullptr;
+    }
+    return &*it;
+}
+
+// The member at a dotted path; an intermediate member that is present but
+// not an object is an error naming it ("metadata must be an object").
+const json* path(const json& root, std::initializer_list<const char*> keys) {
+    const json* node = &root;
+    std::string where;
+    for (const char* key : keys) {
+        if (!node->is_object()) {
+            fail(where + " must be an object");
+        }
+        node = member(*node, key);
+        if (node == nullptr) {
+            return nullptr;
+        }
+        where += where.empty() ? key : std::string(".") + key;
+    }
+    return node;
+}
+
+std::vector<std::string> region_list(const json& array, const std::string& where) {
+    if (!array.is_array()) {
+        fail(where + " must be an array of strings");
+    }
+    std::vector<std::string> raw;
+    std::size_t index = 0;
+    for (const json& region : array) {
+        if (!region.is_string()) {
+            fail(where + "[" + std::to_string(index) + "] must be a string");
+        }
+        raw.push_back(region.get<std::string>());
+        ++index;
+    }
+    return canonical_regions(raw, where);
+}
+
+bool same_set(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (const std::string& x : a) {
+        bool found = false;
+        for (const std::string& y : b) {
+            found = found || x == y;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::vector<Question> parse_questions(const json& questions, std::size_t& duplicates_removed) {
+    if (!questions.is_array()) {
+        fail("questions must be an array");
+    }
+    if (questions.size() > kMaxQuestions) {
+        fail_limit("too many questions: " + std::to_string(questions.size()) + " (at most " +
+                   std::to_string(kMaxQuestions) + ")");
+    }
+    struct FirstSeen {
+        std::size_t kept;      // index in `out`
+        std::size_t position;  // index in `questions`, for messages
+    };
+    std::vector<Question> out;
+    std::unordered_map<std::string, FirstSeen> first_seen;
+    std::size_t position = 0;
+    for (const json& element : questions) {
+        const std::string where = "questions[" + std::to_string(position) + "]";
+        Question question;
+        if (element.is_string()) {
+            // A plain string is the prompt, and its trimmed text is its id.
+            question.prompt = prompt_text(element.get_ref<const std::string&>(), where, kMaxQuestionTextBytes);
+            question.id = question.prompt;
+        } else if (element.is_object()) {
+            for (auto it = element.begin(); it != element.end(); ++it) {
+                if (it.key() != "id" && it.key() != "prompt") {
+                    fail(where + " has unknown key \"" + it.key().substr(0, 64) + "\" (expected id, prompt)");
+                }
+            }
+            const json* id = member(element, "id");
+            if (id == nullptr) {
+                fail(where + ".id is required");
+            }
+            if (!id->is_string()) {
+                fail(where + ".id must be a string");
+            }
+            question.id = canonical_exact_id(id->get_ref<const std::string&>(), where + ".id");
+            const json* prompt = member(element, "prompt");
+            if (prompt == nullptr) {
+                fail(where + ".prompt is required");
+            }
+            if (!prompt->is_string()) {
+                fail(where + ".prompt must be a string");
+            }
+            question.prompt = prompt_text(prompt->get_ref<const std::string&>(), where + ".prompt", kMaxPromptBytes);
+        } else {
+            fail(where + " must be a string or an object");
+        }
+
+        auto [it, inserted] = first_seen.emplace(question.id, FirstSeen{out.size(), position});
+        if (inserted) {
+            out.push_back(std::move(question));
+        } else {
+            // Same id: a duplicate only if it asks the same thing.
+            if (out[it->second.kept].prompt != question.prompt) {
+                fail(where + " has the id of questions[" + std::to_string(it->second.position) +
+                     "] but a different prompt");
+            }
+            ++duplicates_removed;
+        }
+        ++position;
+    }
+    return out;
+}
+
+}  // namespace
+
+json JobPlan::canonical_spec() const {
+    json questions_json = json::array();
+    for (const Question& question : questions) {
+        questions_json.push_back({{"id", question.id}, {"prompt", question.prompt}});
+    }
+    return {{"models", models_to_json(models)},
+            {"questions", std::move(questions_json)},
+            {"params", params},
+            {"max_attempts", max_attempts}};
+}
+
+std::vector<std::string> JobPlan::regions() const {
+    std::vector<std::string> out;
+    for (const Model& model : models) {
+        for (const std::string& region : model.regions) {
+            bool seen = false;
+            for (const std::string& existing : out) {
+                seen = seen || existing == region;
+            }
+            if (!seen) {
+                out.push_back(region);
+            }
+        }
+    }
+    return out;
+}
+
+json JobPlan::payload(const Model& model, const std::string& region, const Question& question) const {
+    return {{"job_id", job_id},
+            {"model_id", model.id},
+            {"model_name", model.name},
+            {"provider", model.provider ? json(*model.provider) : json(nullptr)},
+            {"region", region},
+            {"question_id", question.id},
+            {"prompt", question.prompt},
+            {"params", params}};
+}
+
+JobPlan plan_job(const json& spec) {
+    if (!spec.is_object()) {
+        fail("spec must be a JSON object");
+    }
+    JobPlan plan;
+
+    const json* id = member(spec, "id");
+    if (id == nullptr) {
+        fail("id is required");
+    }
+    if (!id->is_string()) {
+        fail("id must be a string");
+    }
+    plan.job_id = canonical_exact_id(id->get_ref<const std::string&>(), "id");
+
+    // Default regions: top-level "regions" and "constraints.regions".
+    std::vector<std::string> default_regions;
+    const json* top_regions = member(spec, "regions");
+    const json* constraint_regions = path(spec, {"constraints", "regions"});
+    if (top_regions != nullptr) {
+        default_regions = region_list(*top_regions, "regions");
+    }
+    if (constraint_regions != nullptr) {
+        std::vector<std::string> from_constraints = region_list(*constraint_regions, "constraints.regions");
+        if (top_regions != nullptr && !same_set(default_regions, from_constraints)) {
+            fail("regions and constraints.regions name different regions; give one of them");
+        }
+        default_regions = std::move(from_constraints);
+    }
+
+    // Models: both places, merged (the field ignored one or the other).
+    std::vector<ModelSource> sources;
+    if (const json* models = member(spec, "models")) {
+        sources.push_back({"models", models});
+    }
+    if (const json* models = path(spec, {"metadata", "models"})) {
+        sources.push_back({"metadata.models", models});
+    }
+    NormalizedModels normalized = normalize_models(sources, default_regions);
+    plan.models = std::move(normalized.models);
+    plan.duplicates_removed = normalized.duplicates_removed;
+    if (plan.models.empty()) {
+        fail("job has no models (give models or metadata.models)");
+    }
+    for (const Model& model : plan.models) {
+        if (model.regions.empty()) {
+            fail("model \"" + model.id +
+                 "\" has no regions (give constraints.regions, regions, or the model's own regions)");
+        }
+    }
+
+    const json* questions = member(spec, "questions");
+    if (questions != nullptr) {
+        plan.questions = parse_questions(*questions, plan.duplicates_removed);
+    }
+    if (plan.questions.empty()) {
+        const json* prompt = path(spec, {"benchmark", "input", "data", "prompt"});
+        if (prompt == nullptr) {
+            fail("job has no questions and no benchmark.input.data.prompt");
+        }
+        if (!prompt->is_string()) {
+            fail("benchmark.input.data.prompt must be a string");
+        }
+        plan.questions.push_back(
+            {"", prompt_text(prompt->get_ref<const std::string&>(), "benchmark.input.data.prompt", kMaxPromptBytes)});
+    }
+
+    if (const json* params = member(spec, "params")) {
+        if (!params->is_object()) {
+            fail("params must be an object");
+        }
+        plan.params = *params;
+    }
+    if (const json* attempts = member(spec, "max_attempts")) {
+        if (!attempts->is_number_integer() || attempts->get<long long>() < 1 ||
+            attempts->get<long long>() > kMaxMaxAttempts) {
+            fail("max_attempts must be an integer from 1 to " + std::to_string(kMaxMaxAttempts));
+        }
+        plan.max_attempts = attempts->get<int>();
+    }
+
+    std::size_t units = 0;
+    for (const Model& model : plan.models) {
+        units += model.regions.size() * plan.questions.size();
+    }
+    if (units > kMaxUnitsPerJob) {
+        fail_limit("job has " + std::to_string(units) + " units (at most " + std::to_string(kMaxUnitsPerJob) + ")");
+    }
+    plan.unit_count = units;
+    return plan;
+}
+
+std::string plan_job_text(std::string_view spec_json) {
+    json spec = json::parse(spec_json.begin(), spec_json.end(), nullptr, /*allow_exceptions=*/false);
+    if (spec.is_discarded()) {
+        fail("spec is not valid JSON");
+    }
+    JobPlan plan = plan_job(spec);
+
+    json units = json::array();
+    units.get_ref<json::array_t&>().reserve(plan.unit_count);
+    for (const Model& model : plan.models) {
+        for (const std::string& region : model.regions) {
+            for (const Question& question : plan.questions) {
+                units.push_back(json::array({model.id, region, question.id, plan.payload(model, region, question)}));
+            }
+        }
+    }
+    json out = {{"job_id", plan.job_id},
+                {"spec", plan.canonical_spec()},
+                {"max_attempts", plan.max_attempts},
+                {"duplicates_removed", plan.duplicates_removed},
+                {"regions", plan.regions()},
+                {"units", std::move(units)}};
+    return out.dump();
+}
+
+}  // namespace execguard::core

@@ -1,0 +1,949 @@
+/*
+ * extension/pg/claims.cpp
+ *
+ * Claims, leases, fencing tokens, cancellation and retries.
+ *
+ * Every decision is one atomic statement whose WHERE clause re-checks the
+ * state it acts on (under READ COMMITTED, PostgreSQL re-evaluates it on the
+ * newest row version), so two callers can never both win: the unique key
+ * decides creation, and the row lock plus the status/fencing_token
+ * predicates decide every transition. No advisory locks: all of it works
+ * behind a transaction-mode pooler.
+ *
+ * Outcomes of claim_execution: claimed and reclaimed are grants (execute);
+ * everything else means "do not execute". Only a grant returns the fencing
+ * token, which is the capability to heartbeat, complete, fail or release.
+ */
+/* PostgreSQL declares its API with C linkage only when asked to. */
+extern "C"
+{
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "core_call.h"
+#include "owner.h"
+#include "spi_plans.h"
+#include "srf.h"
+#include "stats.h"
+}
+
+extern "C"
+{
+PG_FUNCTION_INFO_V1(execguard_claim_execution);
+PG_FUNCTION_INFO_V1(execguard_claim_next);
+PG_FUNCTION_INFO_V1(execguard_heartbeat);
+PG_FUNCTION_INFO_V1(execguard_complete_execution);
+PG_FUNCTION_INFO_V1(execguard_complete_executions);
+PG_FUNCTION_INFO_V1(execguard_fail_execution);
+PG_FUNCTION_INFO_V1(execguard_release_execution);
+PG_FUNCTION_INFO_V1(execguard_cancel_job);
+PG_FUNCTION_INFO_V1(execguard_retry_job);
+}
+
+#define MAX_LEASE_SECONDS (7.0 * 24 * 3600)
+#define MAX_RETRY_AFTER_SECONDS (30.0 * 24 * 3600)
+#define MAX_CLAIMS_PER_CALL 10000
+#define MAX_WORKER_BYTES 200
+/* A claim that keeps losing races this often reports it instead of spinning. */
+#define MAX_CLAIM_ROUNDS 32
+
+/*
+ * The SET list of a grant. $W worker, $P owner pid, $S owner start,
+ * $L lease; the fencing token strictly increases on every grant.
+ */
+#define GRANT_SET(W, P, S, L) \
+	"status = 'running', attempt = e.attempt + 1, fencing_token = e.fencing_token + 1, " \
+	"worker = " W ", owner_pid = " P ", owner_backend_start = " S ", " \
+	"lease_expires_at = pg_catalog.now() + " L ", not_before = NULL, " \
+	"started_at = pg_catalog.now(), finished_at = NULL "
+
+#define CLAIMED_COLUMNS \
+	"e.execution_id, e.fencing_token, e.attempt, e.job_id, e.model_id, e.region, e.question_id, e.payload"
+
+/* Optional worker filters of claim_next: $4 regions, $5 models. */
+#define CLAIM_FILTERS \
+	"AND ($4::text[] IS NULL OR region = ANY ($4)) AND ($5::text[] IS NULL OR model_id = ANY ($5)) "
+
+/* ---------------------------------------------------------------------- */
+/* Argument checks                                                        */
+/* ---------------------------------------------------------------------- */
+
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+static double
+interval_seconds(const Interval *span)
+{
+	return (double) span->time / USECS_PER_SEC +
+		((double) span->day + (double) span->month * DAYS_PER_MONTH) * SECS_PER_DAY;
+}
+
+/* The lease argument: positive and at most a week. */
+static Datum
+lease_arg(FunctionCallInfo fcinfo, int argno)
+{
+	double		seconds;
+
+	require_arg(fcinfo, argno, "lease");
+	seconds = interval_seconds(PG_GETARG_INTERVAL_P(argno));
+	if (!(seconds > 0 && seconds <= MAX_LEASE_SECONDS))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("lease must be positive and at most 7 days")));
+	return PG_GETARG_DATUM(argno);
+}
+
+static Datum
+worker_arg(FunctionCallInfo fcinfo, int argno, bool *isnull)
+{
+	text	   *worker;
+
+	*isnull = PG_ARGISNULL(argno);
+	if (*isnull)
+		return (Datum) 0;
+	worker = PG_GETARG_TEXT_PP(argno);
+	if (VARSIZE_ANY_EXHDR(worker) > MAX_WORKER_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("worker is longer than %d bytes", MAX_WORKER_BYTES)));
+	return PointerGetDatum(worker);
+}
+
+/* A text[] filter of claim_next, canonicalised like the stored keys. */
+static Datum
+key_filter_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char *name, bool *isnull)
+{
+	ArrayType  *array;
+	Datum	   *elements;
+	bool	   *nulls;
+	int			n;
+
+	*isnull = PG_ARGISNULL(argno);
+	if (*isnull)
+		return (Datum) 0;
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elements, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s[%d] must not be null", name, i)));
+		elements[i] = PointerGetDatum(eg_canonical_key_part_text(part, DatumGetTextPP(elements[i])));
+	}
+	return PointerGetDatum(construct_array(elements, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+key_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char *name)
+{
+	require_arg(fcinfo, argno, name);
+	return PointerGetDatum(eg_canonical_key_part_text(part, PG_GETARG_TEXT_PP(argno)));
+}
+
+static bool
+track_owner_arg(FunctionCallInfo fcinfo, int argno)
+{
+	require_arg(fcinfo, argno, "track_owner");
+	return PG_GETARG_BOOL(argno);
+}
+
+/* Owner columns of a grant: this backend, or NULL when not tracked. */
+static void
+owner_values(bool track_owner, Datum *pid, Datum *started, char *pid_null, char *started_null)
+{
+	if (track_owner)
+	{
+		*pid = Int32GetDatum(MyProcPid);
+		*started = TimestampTzGetDatum(MyStartTimestamp);
+		*pid_null = ' ';
+		*started_null = ' ';
+		eg_owner_note_tracked_claim();
+	}
+	else
+	{
+		*pid = (Datum) 0;
+		*started = (Datum) 0;
+		*pid_null = 'n';
+		*started_null = 'n';
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* claim_execution                                                        */
+/* ---------------------------------------------------------------------- */
+
+static EgStatement read_key = {
+	"SELECT execution_id, status, fencing_token, attempt, max_attempts, "
+	"       lease_expires_at < pg_catalog.now(), lease_expires_at = '-infinity', "
+	"       coalesce(not_before > pg_catalog.now(), false), owner_pid, owner_backend_start "
+	"  FROM execguard.executions "
+	" WHERE job_id = $1 AND model_id = $2 AND region = $3 AND question_id = $4",
+	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}, NULL
+};
+
+/* A key never submitted is created running, unless its job was cancelled. */
+static EgStatement insert_key = {
+	"INSERT INTO execguard.executions AS e "
+	"       (job_id, model_id, region, question_id, status, attempt, fencing_token, "
+	"        worker, owner_pid, owner_backend_start, lease_expires_at, started_at, max_attempts) "
+	"SELECT $1, $2, $3, $4, 'running', 1, 1, $5, $6, $7, pg_catalog.now() + $8, pg_catalog.now(), "
+	"       coalesce((SELECT max_attempts FROM execguard.jobs WHERE job_id = $1), 3) "
+	" WHERE NOT EXISTS (SELECT 1 FROM execguard.jobs WHERE job_id = $1 AND cancelled_at IS NOT NULL) "
+	"ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
+	"RETURNING execution_id, fencing_token, attempt",
+	8, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
+};
+
+static EgStatement grant_pending = {
+	"UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
+	" WHERE execution_id = $1 AND status = 'pending' "
+	"   AND (not_before IS NULL OR not_before <= pg_catalog.now()) "
+	"RETURNING fencing_token, attempt",
+	5, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
+};
+
+/* $6: the token seen when the lease was found expired or the owner gone. */
+static EgStatement grant_rescue = {
+	"UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
+	" WHERE execution_id = $1 AND status = 'running' AND fencing_token = $6 "
+	"   AND attempt < max_attempts "
+	"RETURNING fencing_token, attempt",
+	6, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID, INT8OID}, NULL
+};
+
+/* A running row whose last allowed attempt lost its lease ends failed. */
+static EgStatement fail_exhausted_one = {
+	"UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
+	"       error = 'lease lost on the last allowed attempt', "
+	"       owner_pid = NULL, owner_backend_start = NULL "
+	" WHERE execution_id = $1 AND status = 'running' AND fencing_token = $2 "
+	"   AND attempt >= max_attempts",
+	2, {INT8OID, INT8OID}, NULL
+};
+
+static EgStatement job_cancelled = {
+	"SELECT 1 FROM execguard.jobs WHERE job_id = $1 AND cancelled_at IS NOT NULL",
+	1, {TEXTOID}, NULL
+};
+
+typedef struct ClaimResult
+{
+	const char *outcome;
+	bool		has_row;
+	int64		execution_id;
+	bool		granted;
+	int64		fencing_token;
+	int32		attempt;
+} ClaimResult;
+
+static void
+claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_owner, ClaimResult *out)
+{
+	Datum		owner_pid;
+	Datum		owner_start;
+	char		pid_null;
+	char		start_null;
+
+	owner_values(track_owner, &owner_pid, &owner_start, &pid_null, &start_null);
+
+	for (int round = 0; round < MAX_CLAIM_ROUNDS; round++)
+	{
+		int64		execution_id;
+		char	   *status;
+		int64		token;
+		bool		isnull;
+		bool		expired;
+		bool		owner_gone;
+		bool		in_backoff;
+
+		if (eg_execute(&read_key, key, NULL, 0) == 0)
+		{
+			Datum		values[8] = {key[0], key[1], key[2], key[3], worker, owner_pid, owner_start, lease};
+			char		nulls[9] = {' ', ' ', ' ', ' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
+
+			if (eg_execute(&insert_key, values, nulls, 0) == 1)
+			{
+				out->outcome = "claimed";
+				out->has_row = true;
+				out->granted = true;
+				out->execution_id = DatumGetInt64(eg_result_not_null(0, 1));
+				out->fencing_token = DatumGetInt64(eg_result_not_null(0, 2));
+				out->attempt = DatumGetInt32(eg_result_not_null(0, 3));
+				eg_count(EG_CLAIMS_CLAIMED, 1);
+				return;
+			}
+			if (eg_execute(&job_cancelled, key, NULL, 0) > 0)
+			{
+				out->outcome = "cancelled";
+				eg_count(EG_CLAIMS_CANCELLED, 1);
+				return;
+			}
+			/* Another session created the key first: decide on its row. */
+			continue;
+		}
+
+		execution_id = DatumGetInt64(eg_result_not_null(0, 1));
+		status = TextDatumGetCString(eg_result_not_null(0, 2));
+		token = DatumGetInt64(eg_result_not_null(0, 3));
+		out->has_row = true;
+		out->execution_id = execution_id;
+		out->attempt = DatumGetInt32(eg_result_not_null(0, 4));
+
+		if (strcmp(status, "completed") == 0)
+		{
+			out->outcome = "completed";
+			eg_count(EG_CLAIMS_COMPLETED, 1);
+			return;
+		}
+		if (strcmp(status, "cancelled") == 0)
+		{
+			out->outcome = "cancelled";
+			eg_count(EG_CLAIMS_CANCELLED, 1);
+			return;
+		}
+		if (strcmp(status, "failed") == 0)
+		{
+			out->outcome = "failed";
+			eg_count(EG_CLAIMS_FAILED, 1);
+			return;
+		}
+
+		if (strcmp(status, "pending") == 0)
+		{
+			in_backoff = DatumGetBool(eg_result_not_null(0, 8));
+			if (in_backoff)
+			{
+				out->outcome = "backoff";
+				eg_count(EG_CLAIMS_BACKOFF, 1);
+				return;
+			}
+			{
+				Datum		values[5] = {Int64GetDatum(execution_id), worker, owner_pid, owner_start, lease};
+				char		nulls[6] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
+
+				if (eg_execute(&grant_pending, values, nulls, 0) == 1)
+				{
+					out->outcome = "claimed";
+					out->granted = true;
+					out->fencing_token = DatumGetInt64(eg_result_not_null(0, 1));
+					out->attempt = DatumGetInt32(eg_result_not_null(0, 2));
+					eg_count(EG_CLAIMS_CLAIMED, 1);
+					return;
+				}
+			}
+			continue;
+		}
+
+		/*
+		 * running: a duplicate, unless the lease expired or the owner is gone
+		 * (marked by a claim_next sweep with lease '-infinity', or found dead
+		 * here).
+		 */
+		expired = DatumGetBool(eg_result_not_null(0, 6));
+		owner_gone = DatumGetBool(eg_result_not_null(0, 7));
+		if (!expired)
+		{
+			Datum		pid = eg_result(0, 9, &isnull);
+
+			if (!isnull &&
+				!eg_owner_alive(DatumGetInt32(pid), DatumGetTimestampTz(eg_result_not_null(0, 10))))
+				owner_gone = true;
+		}
+		if (!expired && !owner_gone)
+		{
+			out->outcome = "running";
+			eg_count(EG_CLAIMS_RUNNING, 1);
+			return;
+		}
+		if (out->attempt >= DatumGetInt32(eg_result_not_null(0, 5)))
+		{
+			Datum		values[2] = {Int64GetDatum(execution_id), Int64GetDatum(token)};
+
+			if (eg_execute(&fail_exhausted_one, values, NULL, 0) == 1)
+			{
+				out->outcome = "failed";
+				eg_count(EG_EXECUTIONS_FAILED, 1);
+				eg_count(EG_CLAIMS_FAILED, 1);
+				return;
+			}
+			continue;
+		}
+		{
+			Datum		values[6] = {Int64GetDatum(execution_id), worker, owner_pid, owner_start, lease,
+			Int64GetDatum(token)};
+			char		nulls[7] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', ' ', '\0'};
+
+			if (eg_execute(&grant_rescue, values, nulls, 0) == 1)
+			{
+				out->outcome = "reclaimed";
+				out->granted = true;
+				out->fencing_token = DatumGetInt64(eg_result_not_null(0, 1));
+				out->attempt = DatumGetInt32(eg_result_not_null(0, 2));
+				eg_count(EG_CLAIMS_RECLAIMED, 1);
+				eg_count(owner_gone ? EG_LEASES_RESCUED_OWNER_GONE : EG_LEASES_RESCUED_EXPIRED, 1);
+				return;
+			}
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not claim the execution: its row kept changing under concurrent claims"),
+			 errhint("Retry the call.")));
+}
+
+/*
+ * claim_execution(job_id, model_id, region, question_id, worker, lease,
+ * track_owner) RETURNS execguard.claim
+ */
+extern "C" Datum
+execguard_claim_execution(PG_FUNCTION_ARGS)
+{
+	Datum		key[4];
+	Datum		worker;
+	bool		worker_null;
+	Datum		lease;
+	bool		track_owner;
+	ClaimResult result = {NULL, false, 0, false, 0, 0};
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	key[0] = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	key[1] = key_arg(fcinfo, 1, EG_KEY_MODEL_ID, "model_id");
+	key[2] = key_arg(fcinfo, 2, EG_KEY_REGION, "region");
+	key[3] = key_arg(fcinfo, 3, EG_KEY_QUESTION_ID, "question_id");
+	worker = worker_arg(fcinfo, 4, &worker_null);
+	lease = lease_arg(fcinfo, 5);
+	track_owner = track_owner_arg(fcinfo, 6);
+
+	SPI_connect();
+	claim_key(key, worker, worker_null, lease, track_owner, &result);
+	SPI_finish();
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "claim_execution must return a composite type");
+	values[0] = CStringGetTextDatum(result.outcome);
+	values[1] = Int64GetDatum(result.execution_id);
+	nulls[1] = !result.has_row;
+	/* The token is the capability to write: only the grantee gets it. */
+	values[2] = Int64GetDatum(result.fencing_token);
+	nulls[2] = !result.granted;
+	values[3] = Int32GetDatum(result.attempt);
+	nulls[3] = !result.has_row;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* ---------------------------------------------------------------------- */
+/* claim_next                                                             */
+/* ---------------------------------------------------------------------- */
+
+/* Owners of running claims, to check for dead ones. */
+static EgStatement running_owners = {
+	"SELECT DISTINCT owner_pid, owner_backend_start FROM execguard.executions "
+	" WHERE status = 'running' AND owner_pid IS NOT NULL AND lease_expires_at > '-infinity'",
+	0, {InvalidOid}, NULL
+};
+
+/* Makes a dead owner's claims due for rescue: '-infinity' marks the reason. */
+static EgStatement mark_owner_gone = {
+	"UPDATE execguard.executions SET lease_expires_at = '-infinity' "
+	" WHERE status = 'running' AND owner_pid = $1 AND owner_backend_start = $2 "
+	"   AND lease_expires_at > '-infinity'",
+	2, {INT4OID, TIMESTAMPTZOID}, NULL
+};
+
+/* Expired claims on their last allowed attempt end failed, not rescued. */
+static EgStatement fail_exhausted = {
+	"UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
+	"       error = 'lease lost on the last allowed attempt', "
+	"       owner_pid = NULL, owner_backend_start = NULL "
+	" WHERE execution_id IN (SELECT execution_id FROM execguard.executions "
+	"                         WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
+	"                           AND attempt >= max_attempts "
+	"                         FOR UPDATE SKIP LOCKED)",
+	0, {InvalidOid}, NULL
+};
+
+/*
+ * $1 worker, $2 limit, $3 lease, $4 regions, $5 models, $6 owner pid,
+ * $7 owner start. Expired leases first, dead owners ('-infinity') first of
+ * all; the last column says whether the owner was gone.
+ */
+static EgStatement rescue_next = {
+	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
+	"  FROM (SELECT execution_id, lease_expires_at = '-infinity' AS owner_gone "
+	"          FROM execguard.executions "
+	"         WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
+	"           AND attempt < max_attempts " CLAIM_FILTERS
+	"         ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS c "
+	" WHERE e.execution_id = c.execution_id "
+	"RETURNING " CLAIMED_COLUMNS ", c.owner_gone",
+	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
+};
+
+/* Due pending rows, oldest first, through the partial index on pending. */
+static EgStatement claim_pending_next = {
+	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
+	"  FROM (SELECT execution_id FROM execguard.executions "
+	"         WHERE status = 'pending' "
+	"           AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
+	"         ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED) AS c "
+	" WHERE e.execution_id = c.execution_id "
+	"RETURNING " CLAIMED_COLUMNS,
+	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
+};
+
+/* Marks the running claims of owners that are gone; see owner.h. */
+static void
+sweep_dead_owners(void)
+{
+	uint64		epoch;
+	uint64		n;
+	int32	   *pids;
+	TimestampTz *starts;
+	int			dead = 0;
+
+	if (!eg_owner_sweep_due(&epoch))
+		return;
+
+	n = eg_execute(&running_owners, NULL, NULL, 0);
+	pids = (int32 *) palloc(sizeof(int32) * (n + 1));
+	starts = (TimestampTz *) palloc(sizeof(TimestampTz) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		int32		pid = DatumGetInt32(eg_result_not_null(i, 1));
+		TimestampTz start = DatumGetTimestampTz(eg_result_not_null(i, 2));
+
+		if (!eg_owner_alive(pid, start))
+		{
+			pids[dead] = pid;
+			starts[dead] = start;
+			dead++;
+		}
+	}
+	for (int i = 0; i < dead; i++)
+	{
+		Datum		values[2] = {Int32GetDatum(pids[i]), TimestampTzGetDatum(starts[i])};
+
+		eg_execute(&mark_owner_gone, values, NULL, 0);
+	}
+	eg_owner_sweep_done(epoch);
+}
+
+/* Appends the claimed rows of the last statement to the result set. */
+static uint64
+emit_claimed(ReturnSetInfo *rsinfo, uint64 n, uint64 *owner_gone)
+{
+	for (uint64 row = 0; row < n; row++)
+	{
+		Datum		values[8];
+		bool		nulls[8];
+
+		for (int column = 0; column < 8; column++)
+			values[column] = eg_result(row, column + 1, &nulls[column]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (owner_gone != NULL && DatumGetBool(eg_result_not_null(row, 9)))
+			(*owner_gone)++;
+	}
+	return n;
+}
+
+/*
+ * claim_next(worker, max_claims, lease, regions, models, track_owner)
+ * RETURNS SETOF execguard.claimed_execution
+ */
+extern "C" Datum
+execguard_claim_next(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	Datum		values[7];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', '\0'};
+	bool		isnull;
+	int32		max_claims;
+	uint64		rescued;
+	uint64		owner_gone = 0;
+	uint64		claimed = 0;
+	bool		track_owner;
+
+	require_arg(fcinfo, 0, "worker");
+	values[0] = worker_arg(fcinfo, 0, &isnull);
+	require_arg(fcinfo, 1, "max_claims");
+	max_claims = PG_GETARG_INT32(1);
+	if (max_claims < 1 || max_claims > MAX_CLAIMS_PER_CALL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_claims must be between 1 and %d", MAX_CLAIMS_PER_CALL)));
+	values[2] = lease_arg(fcinfo, 2);
+	values[3] = key_filter_arg(fcinfo, 3, EG_KEY_REGION, "regions", &isnull);
+	nulls[3] = isnull ? 'n' : ' ';
+	values[4] = key_filter_arg(fcinfo, 4, EG_KEY_MODEL_ID, "models", &isnull);
+	nulls[4] = isnull ? 'n' : ' ';
+	track_owner = track_owner_arg(fcinfo, 5);
+	owner_values(track_owner, &values[5], &values[6], &nulls[5], &nulls[6]);
+
+	rsinfo = eg_begin_srf(fcinfo);
+	SPI_connect();
+
+	sweep_dead_owners();
+	eg_count(EG_EXECUTIONS_FAILED, eg_execute(&fail_exhausted, NULL, NULL, 0));
+
+	values[1] = Int32GetDatum(max_claims);
+	rescued = emit_claimed(rsinfo, eg_execute(&rescue_next, values, nulls, 0), &owner_gone);
+	if (rescued < (uint64) max_claims)
+	{
+		values[1] = Int32GetDatum(max_claims - (int32) rescued);
+		claimed = emit_claimed(rsinfo, eg_execute(&claim_pending_next, values, nulls, 0), NULL);
+	}
+
+	SPI_finish();
+
+	eg_count(EG_CLAIMS_RECLAIMED, rescued);
+	eg_count(EG_LEASES_RESCUED_OWNER_GONE, owner_gone);
+	eg_count(EG_LEASES_RESCUED_EXPIRED, rescued - owner_gone);
+	eg_count(EG_CLAIMS_CLAIMED, claimed);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Writes by the holder of a grant: each needs the current fencing token  */
+/* ---------------------------------------------------------------------- */
+
+static EgStatement heartbeat_statement = {
+	"UPDATE execguard.executions SET lease_expires_at = pg_catalog.now() + $3 "
+	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	3, {INT8OID, INT8OID, INTERVALOID}, NULL
+};
+
+static EgStatement complete_statement = {
+	"UPDATE execguard.executions SET status = 'completed', result = $3, "
+	"       finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
+	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	3, {INT8OID, INT8OID, JSONBOID}, NULL
+};
+
+/* One row per input position, in input order. */
+static EgStatement complete_batch_statement = {
+	"WITH input AS ("
+	"  SELECT * FROM pg_catalog.unnest($1::bigint[], $2::bigint[], $3::jsonb[]) "
+	"         WITH ORDINALITY AS i(execution_id, fencing_token, result, position)), "
+	"done AS ("
+	"  UPDATE execguard.executions AS e SET status = 'completed', result = i.result, "
+	"         finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
+	"    FROM input AS i "
+	"   WHERE e.execution_id = i.execution_id AND e.fencing_token = i.fencing_token "
+	"     AND e.status = 'running' "
+	"  RETURNING e.execution_id) "
+	"SELECT i.execution_id, d.execution_id IS NOT NULL "
+	"  FROM input AS i LEFT JOIN done AS d ON d.execution_id = i.execution_id "
+	" ORDER BY i.position",
+	3, {INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID}, NULL
+};
+
+/*
+ * Retryable with attempts left: back to pending, due after $5 or after an
+ * exponential backoff with jitter (2 s doubling per attempt, at most 5
+ * minutes, times 0.5 to 1.5). Otherwise failed.
+ */
+static EgStatement fail_statement = {
+	"UPDATE execguard.executions AS e SET "
+	"       status = CASE WHEN $4 AND e.attempt < e.max_attempts THEN 'pending' ELSE 'failed' END, "
+	"       not_before = CASE WHEN $4 AND e.attempt < e.max_attempts THEN pg_catalog.now() + "
+	"           coalesce($5, pg_catalog.make_interval(secs => "
+	"               least(300.0, 2.0 * pg_catalog.power(2.0, least(e.attempt, 20) - 1)) "
+	"               * (0.5 + pg_catalog.random()))) END, "
+	"       finished_at = CASE WHEN $4 AND e.attempt < e.max_attempts THEN NULL "
+	"           ELSE pg_catalog.now() END, "
+	"       error = $3, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
+	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"RETURNING e.status",
+	5, {INT8OID, INT8OID, TEXTOID, BOOLOID, INTERVALOID}, NULL
+};
+
+/* Back to pending; the grant's attempt is given back. */
+static EgStatement release_statement = {
+	"UPDATE execguard.executions SET status = 'pending', attempt = greatest(attempt - 1, 0), "
+	"       worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
+	"       started_at = NULL, not_before = NULL "
+	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	2, {INT8OID, INT8OID}, NULL
+};
+
+/* Runs a single-row token-checked write; a refusal is a counted stale write. */
+static bool
+fenced_write(EgStatement *statement, Datum *values, const char *nulls)
+{
+	uint64		n;
+
+	SPI_connect();
+	n = eg_execute(statement, values, nulls, 0);
+	SPI_finish();
+	if (n == 0)
+		eg_count(EG_STALE_WRITES_REJECTED, 1);
+	return n > 0;
+}
+
+extern "C" Datum
+execguard_heartbeat(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+
+	require_arg(fcinfo, 0, "execution_id");
+	require_arg(fcinfo, 1, "fencing_token");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = lease_arg(fcinfo, 2);
+	PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
+}
+
+extern "C" Datum
+execguard_complete_execution(PG_FUNCTION_ARGS)
+{
+	Datum		values[3];
+	bool		accepted;
+
+	require_arg(fcinfo, 0, "execution_id");
+	require_arg(fcinfo, 1, "fencing_token");
+	require_arg(fcinfo, 2, "result");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	accepted = fenced_write(&complete_statement, values, NULL);
+	if (accepted)
+		eg_count(EG_EXECUTIONS_COMPLETED, 1);
+	PG_RETURN_BOOL(accepted);
+}
+
+static int
+compare_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Elements of a one-dimensional array argument, none NULL. */
+static int
+array_arg(FunctionCallInfo fcinfo, int argno, const char *name, Oid element_type, int16 typlen,
+		  bool typbyval, char typalign, Datum **elements)
+{
+	ArrayType  *array;
+	bool	   *nulls;
+	int			n;
+
+	require_arg(fcinfo, argno, name);
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", name)));
+	deconstruct_array(array, element_type, typlen, typbyval, typalign, elements, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s[%d] must not be null", name, i)));
+	return n;
+}
+
+/*
+ * complete_executions(execution_ids, fencing_tokens, results): the batch
+ * form, one statement for the whole batch.
+ */
+extern "C" Datum
+execguard_complete_executions(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	Datum	   *ids;
+	Datum	   *tokens;
+	Datum	   *results;
+	int			n_ids;
+	int64	   *sorted;
+	uint64		n;
+	uint64		accepted = 0;
+	Datum		values[3];
+
+	n_ids = array_arg(fcinfo, 0, "execution_ids", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids);
+	if (array_arg(fcinfo, 1, "fencing_tokens", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &tokens) != n_ids ||
+		array_arg(fcinfo, 2, "results", JSONBOID, -1, false, TYPALIGN_INT, &results) != n_ids)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("execution_ids, fencing_tokens and results must have the same length")));
+
+	/* A repeated id would make "accepted" ambiguous: refuse it. */
+	sorted = (int64 *) palloc(sizeof(int64) * (n_ids + 1));
+	for (int i = 0; i < n_ids; i++)
+		sorted[i] = DatumGetInt64(ids[i]);
+	qsort(sorted, n_ids, sizeof(int64), compare_int64);
+	for (int i = 1; i < n_ids; i++)
+		if (sorted[i] == sorted[i - 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("execution_ids contains %lld more than once", (long long) sorted[i])));
+
+	rsinfo = eg_begin_srf(fcinfo);
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	SPI_connect();
+	n = eg_execute(&complete_batch_statement, values, NULL, 0);
+	for (uint64 row = 0; row < n; row++)
+	{
+		Datum		out[2];
+		bool		out_nulls[2] = {false, false};
+
+		out[0] = eg_result_not_null(row, 1);
+		out[1] = eg_result_not_null(row, 2);
+		if (DatumGetBool(out[1]))
+			accepted++;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, out_nulls);
+	}
+	SPI_finish();
+
+	eg_count(EG_EXECUTIONS_COMPLETED, accepted);
+	eg_count(EG_STALE_WRITES_REJECTED, n - accepted);
+	return (Datum) 0;
+}
+
+extern "C" Datum
+execguard_fail_execution(PG_FUNCTION_ARGS)
+{
+	Datum		values[5];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', '\0'};
+	const char *outcome;
+
+	require_arg(fcinfo, 0, "execution_id");
+	require_arg(fcinfo, 1, "fencing_token");
+	require_arg(fcinfo, 3, "retryable");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = PG_GETARG_DATUM(3);
+	if (PG_ARGISNULL(4))
+	{
+		values[4] = (Datum) 0;
+		nulls[4] = 'n';
+	}
+	else
+	{
+		double		seconds = interval_seconds(PG_GETARG_INTERVAL_P(4));
+
+		if (!(seconds >= 0 && seconds <= MAX_RETRY_AFTER_SECONDS))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retry_after must be between 0 and 30 days")));
+		values[4] = PG_GETARG_DATUM(4);
+	}
+
+	SPI_connect();
+	if (eg_execute(&fail_statement, values, nulls, 0) == 0)
+		outcome = "stale";
+	else
+		outcome = strcmp(TextDatumGetCString(eg_result_not_null(0, 1)), "pending") == 0 ?
+			"retry_scheduled" : "failed";
+	SPI_finish();
+
+	if (outcome[0] == 's')
+		eg_count(EG_STALE_WRITES_REJECTED, 1);
+	else if (outcome[0] == 'r')
+		eg_count(EG_RETRIES_SCHEDULED, 1);
+	else
+		eg_count(EG_EXECUTIONS_FAILED, 1);
+	PG_RETURN_TEXT_P(cstring_to_text(outcome));
+}
+
+extern "C" Datum
+execguard_release_execution(PG_FUNCTION_ARGS)
+{
+	Datum		values[2];
+	bool		released;
+
+	require_arg(fcinfo, 0, "execution_id");
+	require_arg(fcinfo, 1, "fencing_token");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	released = fenced_write(&release_statement, values, NULL);
+	if (released)
+		eg_count(EG_EXECUTIONS_RELEASED, 1);
+	PG_RETURN_BOOL(released);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Job-level operations                                                   */
+/* ---------------------------------------------------------------------- */
+
+static EgStatement cancel_statement = {
+	"WITH job AS ("
+	"  UPDATE execguard.jobs SET cancelled_at = coalesce(cancelled_at, pg_catalog.now()) "
+	"   WHERE job_id = $1 RETURNING 1), "
+	"cancelled AS ("
+	"  UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
+	"         lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE job_id = $1 AND status IN ('pending', 'running') RETURNING 1) "
+	"SELECT (SELECT count(*) FROM cancelled)::int, (SELECT count(*) FROM job)::int",
+	1, {TEXTOID}, NULL
+};
+
+/* Failed units get a fresh attempt budget; completed ones are never touched. */
+static EgStatement retry_statement = {
+	"UPDATE execguard.executions AS e SET status = 'pending', not_before = NULL, finished_at = NULL, "
+	"       max_attempts = e.attempt + coalesce((SELECT j.max_attempts FROM execguard.jobs AS j "
+	"                                             WHERE j.job_id = $1), 3) "
+	" WHERE job_id = $1 AND status = 'failed' "
+	"   AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
+	"                    WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL)",
+	1, {TEXTOID}, NULL
+};
+
+extern "C" Datum
+execguard_cancel_job(PG_FUNCTION_ARGS)
+{
+	Datum		job_id = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	int32		cancelled;
+	int32		jobs;
+
+	SPI_connect();
+	eg_execute(&cancel_statement, &job_id, NULL, 0);
+	cancelled = DatumGetInt32(eg_result_not_null(0, 1));
+	jobs = DatumGetInt32(eg_result_not_null(0, 2));
+	SPI_finish();
+
+	if (cancelled > 0 || jobs > 0)
+		Async_Notify("execguard_cancel", text_to_cstring(DatumGetTextPP(job_id)));
+	eg_count(EG_EXECUTIONS_CANCELLED, (uint64) cancelled);
+	PG_RETURN_INT32(cancelled);
+}
+
+extern "C" Datum
+execguard_retry_job(PG_FUNCTION_ARGS)
+{
+	Datum		job_id = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	uint64		n;
+
+	SPI_connect();
+	n = eg_execute(&retry_statement, &job_id, NULL, 0);
+	SPI_finish();
+
+	if (n > 0)
+		Async_Notify("execguard_work", text_to_cstring(DatumGetTextPP(job_id)));
+	eg_count(EG_RETRIES_SCHEDULED, n);
+	PG_RETURN_INT32((int32) n);
+}

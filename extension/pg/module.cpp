@@ -1,0 +1,41 @@
+/*
+ * extension/pg/module.cpp
+ *
+ * The loadable module: PG_MODULE_MAGIC and _PG_init.
+ *
+ * C++ inside the backend, the rules this extension keeps (CONTRIBUTING.md):
+ * files in extension/pg include PostgreSQL headers and use no STL, no
+ * exceptions and no objects with destructors, so an elog(ERROR) longjmp can
+ * never skip a destructor; files in extension/core use the STL and throw,
+ * never see a PostgreSQL header (the build fails if they do), and are
+ * reached only through the noexcept functions of execguard/bridge.h.
+ */
+/* PostgreSQL declares its API with C linkage only when asked to. */
+extern "C"
+{
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+
+#include "stats.h"
+}
+
+extern "C"
+{
+PG_MODULE_MAGIC;
+
+PGDLLEXPORT void _PG_init(void);
+}
+
+extern "C" void
+_PG_init(void)
+{
+	/*
+	 * Shared memory can only be reserved while the postmaster loads
+	 * preloaded libraries. Loaded later, every function but the counters
+	 * still works.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		eg_stats_install_hooks();
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# scripts/pgcluster.sh: a throwaway PostgreSQL cluster in a folder of the checkout.
+#
+#   scripts/pgcluster.sh start DIR     initdb DIR/data (if absent), start on a free
+#                                      port with shared_preload_libraries=execguard,
+#                                      CREATE EXTENSION execguard, write DIR/env
+#   scripts/pgcluster.sh restart DIR   fast restart, same port
+#   scripts/pgcluster.sh stop DIR      stop (leaves DIR)
+#   scripts/pgcluster.sh destroy DIR   stop and remove DIR
+#
+# DIR/env holds shell export lines (PGHOST, PGPORT, PGUSER, PGDATABASE) for
+# clients. PostgreSQL refuses to run as root, so when run as root the server
+# runs as the 'postgres' user, which must be able to reach DIR.
+set -euo pipefail
+
+PG_VERSION=${PG_VERSION:-15}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}
+
+die() { echo "pgcluster: $*" >&2; exit 1; }
+
+as_server_user() {
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+free_port() {
+    # Ask the kernel for a free port, then make sure nothing answers on it.
+    local port
+    for _ in $(seq 1 20); do
+        port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+        if ! (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|restart|stop|destroy DIR"
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+data=$dir/data
+socket=$dir/socket
+log=$dir/server.log
+
+case "$cmd" in
+start)
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || die "user 'postgres' is missing (install postgresql-15)"
+        chown postgres:postgres "$dir"
+        runuser -u postgres -- test -x "$dir" ||
+            die "user postgres cannot reach $dir; use a checkout below a world-searchable folder"
+    fi
+    mkdir -p "$socket"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$socket"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        as_server_user "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+            { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+        port=$(free_port)
+        cat >>"$data/postgresql.conf" <<CONF
+# execguard test cluster
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$socket'
+shared_preload_libraries = 'execguard'
+max_connections = 60
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 256MB
+log_min_messages = warning
+log_line_prefix = '%m [%p] '
+CONF
+    fi
+    port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$data/postgresql.conf" | tail -n 1)
+    as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
+        { tail -n 20 "$log" >&2; die "server did not start"; }
+    cat >"$dir/env" <<ENV
+export PGHOST='$socket'
+export PGPORT='$port'
+export PGUSER=postgres
+export PGDATABASE=postgres
+export EXECGUARD_CLUSTER_DIR='$dir'
+ENV
+    PGHOST=$socket PGPORT=$port "$PG_BIN/psql" -X -q -U postgres -d postgres \
+        -c 'CREATE EXTENSION IF NOT EXISTS execguard' >/dev/null
+    echo "pgcluster: running on port $port (socket $socket, data $data)"
+    ;;
+restart)
+    as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -m fast restart >/dev/null ||
+        { tail -n 20 "$log" >&2; die "server did not restart"; }
+    ;;
+stop)
+    if [ -f "$data/postmaster.pid" ]; then
+        as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null || true
+    fi
+    ;;
+destroy)
+    if [ -f "$data/postmaster.pid" ]; then
+        as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m immediate stop >/dev/null || true
+    fi
+    rm -rf "$dir"
+    ;;
+*)
+    die "unknown command '$cmd'"
+    ;;
+esac
