@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh: the Debian 12 packages execguard needs to build,
+# test and demo. Installs the missing ones when run as root; otherwise
+# prints the exact apt-get line and fails.
+set -euo pipefail
+
+BUILD_PACKAGES="build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev"
+EXTENSION_PACKAGES="nlohmann-json3-dev"
+RUNNER_PACKAGES="libcurl4-openssl-dev prometheus-cpp-dev libcli11-dev libtoml11-dev libspdlog-dev libfmt-dev"
+TEST_PACKAGES="libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev llvm-14 clang-format prometheus python3 python3-pytest python3-psycopg2 curl procps iproute2 util-linux"
+
+missing=()
+for package in $BUILD_PACKAGES $EXTENSION_PACKAGES $RUNNER_PACKAGES $TEST_PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "execguard needs these Debian packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

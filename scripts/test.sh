@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the README's test command. From a clean checkout:
+# installs what is missing, builds, starts its own throwaway cluster, runs
+# every suite, stops the cluster, and ends with "N passed, N failed".
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$EG_ROOT"
+
+passed=0
+failed=0
+failures=()
+log_dir=$EG_ROOT/.run/test-logs
+rm -rf "$log_dir"
+mkdir -p "$log_dir"
+
+record() { # name passed failed
+    passed=$((passed + $2))
+    failed=$((failed + $3))
+    [ "$3" -gt 0 ] && failures+=("$1")
+    printf '%-28s %4d passed, %d failed\n' "$1" "$2" "$3"
+}
+
+# A suite that is one test: its exit status decides.
+run_one() { # name command...
+    local name=$1
+    shift
+    if "$@" >"$log_dir/$name.log" 2>&1; then
+        record "$name" 1 0
+    else
+        record "$name" 0 1
+        tail -n 25 "$log_dir/$name.log" | sed "s/^/  [$name] /"
+    fi
+}
+
+bash scripts/install-deps.sh || exit 1
+if ! eg_build >"$log_dir/build.log" 2>&1; then
+    cat "$log_dir/build.log"
+    echo "build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+cluster=$(eg_cluster_dir test)
+scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1 || true
+cleanup() { scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+scripts/pgcluster.sh start "$cluster" || { echo "0 passed, 1 failed"; exit 1; }
+. "$cluster/env"
+
+# pg_regress and isolation specs: one test per file.
+make -s installcheck >"$log_dir/installcheck.log" 2>&1
+ok=$(grep -cE '\.\.\. ok' "$log_dir/installcheck.log")
+bad=$(grep -cE '\.\.\. (FAILED|failed)' "$log_dir/installcheck.log")
+record pg_regress+isolation "$ok" "$bad"
+[ "$bad" -gt 0 ] && grep -E '\.\.\. (FAILED|failed)' "$log_dir/installcheck.log" | sed 's/^/  /'
+if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
+    record installcheck-ran 0 1
+    tail -n 20 "$log_dir/installcheck.log"
+fi
+
+# C++ unit tests (and the short fuzz run) through CTest.
+ctest --test-dir build --output-on-failure >"$log_dir/ctest.log" 2>&1
+summary=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log_dir/ctest.log" | tail -n 1)
+total=$(echo "$summary" | sed -E 's/.* out of ([0-9]+).*/\1/')
+bad=$(echo "$summary" | sed -E 's/.*passed, ([0-9]+) tests failed.*/\1/')
+if [ -n "$summary" ]; then
+    record ctest $((total - bad)) "$bad"
+    [ "$bad" -gt 0 ] && sed -n '/The following tests FAILED/,$p' "$log_dir/ctest.log" | sed 's/^/  /'
+else
+    record ctest 0 1
+    tail -n 20 "$log_dir/ctest.log"
+fi
+
+# Suites that need the live server.
+[ -x test/stress/claim_stress.sh ] && run_one claim_stress test/stress/claim_stress.sh
+[ -x test/hostile/run.sh ] && run_one hostile_inputs test/hostile/run.sh
+
+if [ -d test/e2e ]; then
+    EXECGUARD_RUNNER_BIN=$EG_ROOT/build/runner/execguard-runner \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider test/e2e >"$log_dir/e2e.log" 2>&1
+    line=$(grep -E '[0-9]+ (passed|failed)' "$log_dir/e2e.log" | tail -n 1)
+    e2e_ok=$(echo "$line" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+    e2e_bad=$(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | awk '{s += $1} END {print s + 0}')
+    if [ -z "$line" ]; then
+        e2e_bad=1
+        tail -n 30 "$log_dir/e2e.log"
+    fi
+    record e2e "$e2e_ok" "$e2e_bad"
+    [ "$e2e_bad" -gt 0 ] && grep -E '^(FAILED|ERROR)' "$log_dir/e2e.log" | sed 's/^/  /'
+fi
+
+[ -x test/chaos/run.sh ] && run_one chaos_short test/chaos/run.sh --duration 120
+[ -x bench/normalize/run.sh ] && run_one bench_normalize_smoke bench/normalize/run.sh --quick
+[ -x bench/claims/run.sh ] && run_one bench_claims_smoke bench/claims/run.sh --quick
+[ -x scripts/check-format.sh ] && run_one clang_format scripts/check-format.sh
+
+grep -E 'terminated by signal|PANIC' "$cluster/server.log" >"$log_dir/crashes.log" 2>/dev/null
+if [ -s "$log_dir/crashes.log" ]; then
+    record server_log_no_crash 0 1
+    sed 's/^/  /' "$log_dir/crashes.log"
+else
+    record server_log_no_crash 1 0
+fi
+
+echo "logs: $log_dir"
+[ ${#failures[@]} -gt 0 ] && echo "failed suites: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
