@@ -76,15 +76,14 @@ extern "C" eg_status eg_normalize_models(eg_slice models_json, const eg_slice* d
             regions.emplace_back(default_regions[i].data, default_regions[i].len);
         }
         return text_result(
-            execguard::core::normalize_models_text(std::string_view(models_json.data, models_json.len), regions),
-            out, error);
+            execguard::core::normalize_models_text(std::string_view(models_json.data, models_json.len), regions), out,
+            error);
     });
 }
 
 extern "C" eg_status eg_plan_job(eg_slice spec_json, eg_text* out, eg_error* error) noexcept {
     return guarded(error, [&] {
-        return text_result(execguard::core::plan_job_text(std::string_view(spec_json.data, spec_json.len)), out,
-                           error);
+        return text_result(execguard::core::plan_job_text(std::string_view(spec_json.data, spec_json.len)), out, error);
     });
 }
 

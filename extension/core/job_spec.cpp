@@ -169,14 +169,10 @@ std::vector<std::string> JobPlan::regions() const {
 }
 
 json JobPlan::payload(const Model& model, const std::string& region, const Question& question) const {
-    return {{"job_id", job_id},
-            {"model_id", model.id},
-            {"model_name", model.name},
-            {"provider", model.provider ? json(*model.provider) : json(nullptr)},
-            {"region", region},
-            {"question_id", question.id},
-            {"prompt", question.prompt},
-            {"params", params}};
+    return {{"job_id", job_id},          {"model_id", model.id},
+            {"model_name", model.name},  {"provider", model.provider ? json(*model.provider) : json(nullptr)},
+            {"region", region},          {"question_id", question.id},
+            {"prompt", question.prompt}, {"params", params}};
 }
 
 JobPlan plan_job(const json& spec) {

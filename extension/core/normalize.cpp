@@ -159,9 +159,8 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
                     model.provider = std::move(entry.provider);
                     model.provider_where = where;
                 } else if (*model.provider != *entry.provider) {
-                    fail(where + ".provider " + shown(*entry.provider) + " conflicts with " +
-                         model.provider_where + ".provider " + shown(*model.provider) + " for model " +
-                         shown(model.id));
+                    fail(where + ".provider " + shown(*entry.provider) + " conflicts with " + model.provider_where +
+                         ".provider " + shown(*model.provider) + " for model " + shown(model.id));
                 }
             }
             // "The first non-empty name given": until an entry gives one, the

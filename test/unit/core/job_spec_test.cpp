@@ -1,6 +1,6 @@
 // test/unit/core/job_spec_test.cpp: job spec → units, without PostgreSQL.
-#include "execguard/core/canonical.hpp"
 #include "execguard/core/job_spec.hpp"
+#include "execguard/core/canonical.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -81,12 +81,17 @@ TEST(PlanJob, ErrorsSayWhatIsMissingOrWrong) {
               "model \"m\" has no regions (give constraints.regions, regions, or the model's own regions)");
     EXPECT_EQ(error_of(R"({"id":"j","models":["m"],"regions":["r"]})"),
               "job has no questions and no benchmark.input.data.prompt");
-    EXPECT_EQ(error_of(R"({"id":"j","models":["m"],"regions":["r"],"questions":[{"id":"q","prompt":"a"},{"id":"q","prompt":"b"}]})"),
-              "questions[1] has the id of questions[0] but a different prompt");
-    EXPECT_EQ(error_of(R"({"id":"j","models":["m"],"regions":["a"],"constraints":{"regions":["b"]},"questions":["q"]})"),
-              "regions and constraints.regions name different regions; give one of them");
-    EXPECT_EQ(error_of(R"({"id":"j","metadata":{"models":["m",{"id":"x","regions":[1]}]},"regions":["r"],"questions":["q"]})"),
-              "metadata.models[1].regions[0] must be a string");
+    EXPECT_EQ(
+        error_of(
+            R"({"id":"j","models":["m"],"regions":["r"],"questions":[{"id":"q","prompt":"a"},{"id":"q","prompt":"b"}]})"),
+        "questions[1] has the id of questions[0] but a different prompt");
+    EXPECT_EQ(
+        error_of(R"({"id":"j","models":["m"],"regions":["a"],"constraints":{"regions":["b"]},"questions":["q"]})"),
+        "regions and constraints.regions name different regions; give one of them");
+    EXPECT_EQ(
+        error_of(
+            R"({"id":"j","metadata":{"models":["m",{"id":"x","regions":[1]}]},"regions":["r"],"questions":["q"]})"),
+        "metadata.models[1].regions[0] must be a string");
     EXPECT_EQ(error_of(R"({"id":"j","models":["m"],"regions":["r"],"questions":["q"],"max_attempts":0})"),
               "max_attempts must be an integer from 1 to 100");
     EXPECT_EQ(error_of(R"({"id":"j","metadata":"x","models":["m"],"regions":["r"],"questions":["q"]})"),

@@ -1,7 +1,7 @@
 // test/unit/core/normalize_test.cpp: the PostgreSQL-free normalisation core.
+#include "execguard/core/normalize.hpp"
 #include "execguard/bridge.h"
 #include "execguard/core/canonical.hpp"
-#include "execguard/core/normalize.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -154,8 +154,7 @@ TEST(Bridge, CanonicalKeyParts) {
     ASSERT_EQ(eg_canonical_key_part(EG_KEY_JOB_ID, {job.data(), job.size()}, buffer, &len, &error), EG_OK);
     EXPECT_EQ(std::string(buffer, len), "Job-A") << "job ids keep their case";
     const std::string empty = "  ";
-    ASSERT_EQ(eg_canonical_key_part(EG_KEY_QUESTION_ID, {empty.data(), empty.size()}, buffer, &len, &error),
-              EG_OK);
+    ASSERT_EQ(eg_canonical_key_part(EG_KEY_QUESTION_ID, {empty.data(), empty.size()}, buffer, &len, &error), EG_OK);
     EXPECT_EQ(len, 0u) << "'' is the single-prompt unit";
     EXPECT_EQ(eg_canonical_key_part(EG_KEY_REGION, {empty.data(), empty.size()}, buffer, &len, &error),
               EG_INVALID_PARAMETER);

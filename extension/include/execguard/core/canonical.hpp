@@ -55,8 +55,7 @@ std::string canonical_exact_id(std::string_view raw, const std::string& where,
                                std::size_t max_bytes = kMaxIdentifierBytes);
 
 // Trimmed free text (names, providers): may be empty, no control characters.
-std::string checked_text(std::string_view raw, const std::string& where,
-                         std::size_t max_bytes = kMaxIdentifierBytes);
+std::string checked_text(std::string_view raw, const std::string& where, std::size_t max_bytes = kMaxIdentifierBytes);
 
 // Prompt text: trimmed, non-empty; tabs and line breaks are ordinary text,
 // other control characters are refused.

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# scripts/check-format.sh: fails when clang-format would change a C++ file
+# outside extension/pg (see CONTRIBUTING.md). --fix rewrites them instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.cc' | grep -v '^extension/pg/' | grep -v '^extension/include/execguard/bridge.h$')
+[ ${#files[@]} -eq 0 ] && exit 0
+if [ "${1:-}" = --fix ]; then
+    clang-format -i "${files[@]}"
+else
+    clang-format --dry-run --Werror "${files[@]}"
+fi
