@@ -485,15 +485,25 @@ static EgStatement fail_exhausted = {
  * $1 worker, $2 limit, $3 lease, $4 regions, $5 models, $6 owner pid,
  * $7 owner start. Expired leases first, dead owners ('-infinity') first of
  * all; the last column says whether the owner was gone.
+ *
+ * Both claim statements find their target rows through
+ * "execution_id = ANY (ARRAY(...))" rather than a join: the statements are
+ * prepared once and run with a generic plan, which cannot know $2 and
+ * assumes a LIMIT of 10% of the table; a join then turns into a hash join
+ * over a sequential scan of every execution, completed ones included. The
+ * array gives the planner an index condition whatever the estimate.
  */
 static EgStatement rescue_next = {
+	"WITH c AS MATERIALIZED ("
+	"  SELECT execution_id, lease_expires_at = '-infinity' AS owner_gone "
+	"    FROM execguard.executions "
+	"   WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
+	"     AND attempt < max_attempts " CLAIM_FILTERS
+	"   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
 	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
-	"  FROM (SELECT execution_id, lease_expires_at = '-infinity' AS owner_gone "
-	"          FROM execguard.executions "
-	"         WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
-	"           AND attempt < max_attempts " CLAIM_FILTERS
-	"         ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS c "
-	" WHERE e.execution_id = c.execution_id "
+	"  FROM c "
+	" WHERE e.execution_id = ANY (ARRAY(SELECT execution_id FROM c)) "
+	"   AND e.execution_id = c.execution_id AND e.status = 'running' "
 	"RETURNING " CLAIMED_COLUMNS ", c.owner_gone",
 	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
@@ -501,11 +511,12 @@ static EgStatement rescue_next = {
 /* Due pending rows, oldest first, through the partial index on pending. */
 static EgStatement claim_pending_next = {
 	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
-	"  FROM (SELECT execution_id FROM execguard.executions "
-	"         WHERE status = 'pending' "
-	"           AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
-	"         ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED) AS c "
-	" WHERE e.execution_id = c.execution_id "
+	" WHERE e.execution_id = ANY (ARRAY("
+	"         SELECT execution_id FROM execguard.executions "
+	"          WHERE status = 'pending' "
+	"            AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
+	"          ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED)) "
+	"   AND e.status = 'pending' "
 	"RETURNING " CLAIMED_COLUMNS,
 	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
@@ -641,14 +652,14 @@ static EgStatement complete_statement = {
 /* One row per input position, in input order. */
 static EgStatement complete_batch_statement = {
 	"WITH input AS ("
-	"  SELECT * FROM pg_catalog.unnest($1::bigint[], $2::bigint[], $3::jsonb[]) "
+	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
 	"         WITH ORDINALITY AS i(execution_id, fencing_token, result, position)), "
 	"done AS ("
 	"  UPDATE execguard.executions AS e SET status = 'completed', result = i.result, "
 	"         finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
 	"    FROM input AS i "
-	"   WHERE e.execution_id = i.execution_id AND e.fencing_token = i.fencing_token "
-	"     AND e.status = 'running' "
+	"   WHERE e.execution_id = ANY ($1) AND e.execution_id = i.execution_id "
+	"     AND e.fencing_token = i.fencing_token AND e.status = 'running' "
 	"  RETURNING e.execution_id) "
 	"SELECT i.execution_id, d.execution_id IS NOT NULL "
 	"  FROM input AS i LEFT JOIN done AS d ON d.execution_id = i.execution_id "
