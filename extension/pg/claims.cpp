@@ -692,7 +692,8 @@ static EgStatement release_statement = {
 	"UPDATE execguard.executions SET status = 'pending', attempt = greatest(attempt - 1, 0), "
 	"       worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
 	"       started_at = NULL, not_before = NULL "
-	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"RETURNING job_id",
 	2, {INT8OID, INT8OID}, NULL
 };
 
@@ -891,9 +892,13 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
-	released = fenced_write(&release_statement, values, NULL);
+	SPI_connect();
+	released = eg_execute(&release_statement, values, NULL, 0) > 0;
+	/* Tell idle runners at once: the released work is due now. */
 	if (released)
-		eg_count(EG_EXECUTIONS_RELEASED, 1);
+		Async_Notify("execguard_work", TextDatumGetCString(eg_result_not_null(0, 1)));
+	SPI_finish();
+	eg_count(released ? EG_EXECUTIONS_RELEASED : EG_STALE_WRITES_REJECTED, 1);
 	PG_RETURN_BOOL(released);
 }
 
