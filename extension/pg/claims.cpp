@@ -198,14 +198,20 @@ static EgStatement read_key = {
 	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}, NULL
 };
 
-/* A key never submitted is created running, unless its job was cancelled. */
+/*
+ * A key never submitted is created running, unless its job was cancelled.
+ * FOR SHARE on the job row makes this wait for a concurrent cancel_job,
+ * which locks that row before it cancels the job's executions (in a later
+ * statement, so with a snapshot that sees this row once we commit).
+ */
 static EgStatement insert_key = {
+	"WITH job AS (SELECT max_attempts, cancelled_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE) "
 	"INSERT INTO execguard.executions AS e "
 	"       (job_id, model_id, region, question_id, status, attempt, fencing_token, "
 	"        worker, owner_pid, owner_backend_start, lease_expires_at, started_at, max_attempts) "
 	"SELECT $1, $2, $3, $4, 'running', 1, 1, $5, $6, $7, pg_catalog.now() + $8, pg_catalog.now(), "
-	"       coalesce((SELECT max_attempts FROM execguard.jobs WHERE job_id = $1), 3) "
-	" WHERE NOT EXISTS (SELECT 1 FROM execguard.jobs WHERE job_id = $1 AND cancelled_at IS NOT NULL) "
+	"       coalesce((SELECT max_attempts FROM job), 3) "
+	" WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL) "
 	"ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
 	"RETURNING execution_id, fencing_token, attempt",
 	8, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
@@ -906,15 +912,21 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 /* Job-level operations                                                   */
 /* ---------------------------------------------------------------------- */
 
-static EgStatement cancel_statement = {
-	"WITH job AS ("
-	"  UPDATE execguard.jobs SET cancelled_at = coalesce(cancelled_at, pg_catalog.now()) "
-	"   WHERE job_id = $1 RETURNING 1), "
-	"cancelled AS ("
-	"  UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
-	"         lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
-	"   WHERE job_id = $1 AND status IN ('pending', 'running') RETURNING 1) "
-	"SELECT (SELECT count(*) FROM cancelled)::int, (SELECT count(*) FROM job)::int",
+/*
+ * Two statements, in this order: the job row is locked (waiting for any
+ * first claim of one of its keys, which holds FOR SHARE on it) before the
+ * executions are cancelled with a new snapshot, so a claim that raced the
+ * cancel is either refused or cancelled here, never left running.
+ */
+static EgStatement cancel_job_row = {
+	"UPDATE execguard.jobs SET cancelled_at = coalesce(cancelled_at, pg_catalog.now()) WHERE job_id = $1",
+	1, {TEXTOID}, NULL
+};
+
+static EgStatement cancel_executions = {
+	"UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
+	"       lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
+	" WHERE job_id = $1 AND status IN ('pending', 'running')",
 	1, {TEXTOID}, NULL
 };
 
@@ -937,9 +949,8 @@ execguard_cancel_job(PG_FUNCTION_ARGS)
 	int32		jobs;
 
 	SPI_connect();
-	eg_execute(&cancel_statement, &job_id, NULL, 0);
-	cancelled = DatumGetInt32(eg_result_not_null(0, 1));
-	jobs = DatumGetInt32(eg_result_not_null(0, 2));
+	jobs = (int32) eg_execute(&cancel_job_row, &job_id, NULL, 0);
+	cancelled = (int32) eg_execute(&cancel_executions, &job_id, NULL, 0);
 	SPI_finish();
 
 	if (cancelled > 0 || jobs > 0)

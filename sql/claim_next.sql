@@ -1,0 +1,102 @@
+--
+-- claim_next: oldest first, max_claims, region/model filters, backoff,
+-- rescue of expired leases and dead owners before pending work, exhausted
+-- rows end failed, payload returned. Job ids start with 'cn-'. claim_next
+-- takes any due row, so the file starts from empty tables.
+--
+TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+
+CREATE FUNCTION pg_temp.prompts(n int) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg('q' || i ORDER BY i) FROM generate_series(1, n) AS i
+$$;
+
+-- Owner gone: a running claim whose backend no longer exists (a pid no
+-- backend has stands for a crashed worker) is rescued first, long before
+-- its one-hour lease ends.
+SELECT outcome FROM execguard.claim_execution('cn-gone', 'm', 'r', 'q1', 'w-crashed', lease => '1 hour');
+UPDATE execguard.executions SET owner_pid = 2147483000 WHERE job_id = 'cn-gone';
+SELECT executions_created FROM execguard.submit_job(
+    jsonb_build_object('id', 'cn-order', 'models', '["a"]'::jsonb, 'regions', '["r1"]'::jsonb, 'questions', pg_temp.prompts(5)));
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "cn-later", "models": [{"id": "Llama3.2-1B", "provider": "meta"}], "regions": ["eu-west"],
+      "params": {"temperature": 0}, "benchmark": {"input": {"data": {"prompt": "Hello"}}}}');
+SELECT job_id, question_id, fencing_token, attempt FROM execguard.claim_next('w-rescue');
+
+-- Oldest first, up to max_claims.
+SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1');
+SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1', 2) ORDER BY execution_id;
+-- Fewer due rows than max_claims: all of them; the payload is returned.
+SELECT job_id, model_id, region, question_id, payload FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
+-- Nothing due: no rows.
+SELECT count(*) AS claimed FROM execguard.claim_next('w2', 10);
+SELECT job_id, question_id, status, worker, attempt, owner_pid = pg_backend_pid() AS owner_is_me,
+       lease_expires_at > now() + interval '59 seconds' AS leased
+  FROM execguard.executions ORDER BY execution_id;
+
+-- Worker filters, canonicalised like the keys.
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "cn-filter", "models": ["a", "b"], "regions": ["r1", "r2"], "questions": ["q"]}');
+SELECT model_id, region FROM execguard.claim_next('w', 10, regions => '{" R2 "}') ORDER BY execution_id;
+SELECT model_id, region FROM execguard.claim_next('w', 10, models => '{B}') ORDER BY execution_id;
+SELECT model_id, region FROM execguard.claim_next('w', 10, regions => '{nowhere}', models => '{a}') ORDER BY execution_id;
+SELECT model_id, region FROM execguard.claim_next('w', 10, regions => '{r1, nowhere}', models => '{A, c}') ORDER BY execution_id;
+SELECT count(*) AS claimed FROM execguard.claim_next('w', 10, regions => '{}');
+
+-- Rows in backoff are skipped until due.
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "cn-backoff", "models": ["m"], "regions": ["r1", "r2"], "questions": ["q"]}');
+SELECT execution_id AS k_id, fencing_token AS k_token, region FROM execguard.claim_next('w', 1) \gset
+\echo :region
+SELECT execguard.fail_execution(:k_id, :k_token, 'rate limited', retry_after => '1 hour') AS outcome;
+SELECT region, attempt FROM execguard.claim_next('w', 10) ORDER BY execution_id;
+SELECT count(*) AS claimed FROM execguard.claim_next('w', 10);
+UPDATE execguard.executions SET not_before = now() - interval '1 second' WHERE execution_id = :k_id;
+SELECT region, fencing_token, attempt FROM execguard.claim_next('w', 10);
+
+-- Expired leases are rescued before pending rows, even older ones; a row
+-- whose last allowed attempt lost its lease ends failed instead.
+SELECT executions_created FROM execguard.submit_job(
+    jsonb_build_object('id', 'cn-rescue', 'models', '["m"]'::jsonb, 'regions', '["r"]'::jsonb, 'questions', pg_temp.prompts(3)));
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "cn-exhausted", "models": ["exh"], "regions": ["r"], "questions": ["q"], "max_attempts": 1}');
+SELECT execution_id AS s_id, fencing_token AS s_token
+  FROM execguard.claim_execution('cn-rescue', 'm', 'r', 'q3', 'w-slow', lease => '10 ms') \gset
+SELECT question_id, attempt FROM execguard.claim_next('w-slow', 1, lease => '10 ms', models => '{exh}');
+SELECT pg_sleep(0.05);
+SELECT job_id, question_id, fencing_token, attempt FROM execguard.claim_next('w-fast', 1);
+SELECT job_id, question_id, status, attempt, worker, error FROM execguard.executions
+ WHERE job_id IN ('cn-rescue', 'cn-exhausted') ORDER BY execution_id;
+SELECT execguard.complete_execution(:s_id, :s_token, '{"late": true}') AS late_complete;
+-- Then the pending ones, oldest first.
+SELECT job_id, question_id, fencing_token, attempt FROM execguard.claim_next('w-fast', 10) ORDER BY execution_id;
+
+-- track_owner => false records no owner.
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-untracked", "models": ["m"], "regions": ["r"], "questions": ["q"]}');
+SELECT job_id FROM execguard.claim_next('w-pooled', 1, track_owner => false);
+SELECT owner_pid IS NULL AS no_pid, owner_backend_start IS NULL AS no_start, worker
+  FROM execguard.executions WHERE job_id = 'cn-untracked';
+
+-- Nothing is claimed twice: every row above was granted to one caller at a time.
+SELECT job_id, count(*) AS rows, sum(attempt) AS attempts FROM execguard.executions GROUP BY job_id ORDER BY job_id;
+
+-- Argument errors.
+SELECT * FROM execguard.claim_next(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 10001);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 1, '0');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 1, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 1, regions => '{r1, NULL}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 1, models => '{""}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next(repeat('w', 201));
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.claim_next('w', 1, track_owner => NULL);
+\echo :LAST_ERROR_SQLSTATE
