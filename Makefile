@@ -18,6 +18,7 @@ MODULE_big = execguard
 CORE_OBJS = \
 	extension/core/canonical.o \
 	extension/core/job_spec.o \
+	extension/core/json_tree.o \
 	extension/core/normalize.o \
 	extension/core/bridge.o
 PG_OBJS = \

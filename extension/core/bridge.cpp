@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,77 @@ extern "C" eg_status eg_normalize_models(eg_slice models_json, const eg_slice* d
             execguard::core::normalize_models_text(std::string_view(models_json.data, models_json.len), regions), out,
             error);
     });
+}
+
+extern "C" eg_status eg_normalize_model_tree(const eg_json_node* nodes, size_t n_nodes, const eg_slice* default_regions,
+                                             size_t n_default_regions, eg_models* out, eg_error* error) noexcept {
+    out->models = nullptr;
+    out->n_models = 0;
+    out->regions = nullptr;
+    out->arena = nullptr;
+    return guarded(error, [&] {
+        if (n_nodes == 0) {
+            throw std::logic_error("eg_normalize_model_tree: empty document");
+        }
+        std::vector<std::string_view> defaults;
+        defaults.reserve(n_default_regions);
+        for (size_t i = 0; i < n_default_regions; ++i) {
+            defaults.emplace_back(default_regions[i].data, default_regions[i].len);
+        }
+        const execguard::core::NormalizedModels normalized =
+            execguard::core::normalize_model_tree(execguard::core::JsonNode(nodes, 0), defaults);
+
+        // One allocation: the model array, the region slices, then the text.
+        size_t n_regions = 0;
+        size_t text_bytes = 0;
+        for (const execguard::core::Model& model : normalized.models) {
+            n_regions += model.regions.size();
+            text_bytes += model.id.size() + model.name.size() + (model.provider ? model.provider->size() : 0);
+            for (const std::string& region : model.regions) {
+                text_bytes += region.size();
+            }
+        }
+        const size_t models_bytes = sizeof(eg_model_out) * normalized.models.size();
+        const size_t regions_bytes = sizeof(eg_slice) * n_regions;
+        char* arena = static_cast<char*>(std::malloc(models_bytes + regions_bytes + text_bytes + 1));
+        if (arena == nullptr) {
+            throw std::bad_alloc();
+        }
+        auto* models = reinterpret_cast<eg_model_out*>(arena);
+        auto* regions = reinterpret_cast<eg_slice*>(arena + models_bytes);
+        char* text = arena + models_bytes + regions_bytes;
+        auto copy = [&text](const std::string& value) {
+            std::memcpy(text, value.data(), value.size());
+            eg_slice slice{text, value.size()};
+            text += value.size();
+            return slice;
+        };
+        size_t region_index = 0;
+        for (size_t i = 0; i < normalized.models.size(); ++i) {
+            const execguard::core::Model& model = normalized.models[i];
+            models[i].id = copy(model.id);
+            models[i].name = copy(model.name);
+            models[i].provider = model.provider ? copy(*model.provider) : eg_slice{nullptr, 0};
+            models[i].first_region = region_index;
+            models[i].n_regions = model.regions.size();
+            for (const std::string& region : model.regions) {
+                regions[region_index++] = copy(region);
+            }
+        }
+        out->models = models;
+        out->n_models = normalized.models.size();
+        out->regions = regions;
+        out->arena = arena;
+        return EG_OK;
+    });
+}
+
+extern "C" void eg_models_free(eg_models* models) noexcept {
+    std::free(models->arena);
+    models->arena = nullptr;
+    models->models = nullptr;
+    models->regions = nullptr;
+    models->n_models = 0;
 }
 
 extern "C" eg_status eg_plan_job(eg_slice spec_json, eg_text* out, eg_error* error) noexcept {

@@ -47,13 +47,13 @@ std::vector<std::string> region_list(const json& array, const std::string& where
     if (!array.is_array()) {
         fail(where + " must be an array of strings");
     }
-    std::vector<std::string> raw;
+    std::vector<std::string_view> raw;
     std::size_t index = 0;
     for (const json& region : array) {
         if (!region.is_string()) {
             fail(where + "[" + std::to_string(index) + "] must be a string");
         }
-        raw.push_back(region.get<std::string>());
+        raw.push_back(region.get_ref<const std::string&>());
         ++index;
     }
     return canonical_regions(raw, where);
@@ -100,7 +100,7 @@ std::vector<Question> parse_questions(const json& questions, std::size_t& duplic
         } else if (element.is_object()) {
             for (auto it = element.begin(); it != element.end(); ++it) {
                 if (it.key() != "id" && it.key() != "prompt") {
-                    fail(where + " has unknown key \"" + it.key().substr(0, 64) + "\" (expected id, prompt)");
+                    fail(where + " has unknown key \"" + excerpt(it.key()) + "\" (expected id, prompt)");
                 }
             }
             const json* id = member(element, "id");
@@ -207,11 +207,15 @@ JobPlan plan_job(const json& spec) {
 
     // Models: both places, merged (the field ignored one or the other).
     std::vector<ModelSource> sources;
+    std::vector<eg_json_node> top_models;
+    std::vector<eg_json_node> metadata_models;
     if (const json* models = member(spec, "models")) {
-        sources.push_back({"models", models});
+        top_models = flatten(*models);
+        sources.push_back({"models", JsonNode(top_models.data(), 0)});
     }
     if (const json* models = path(spec, {"metadata", "models"})) {
-        sources.push_back({"metadata.models", models});
+        metadata_models = flatten(*models);
+        sources.push_back({"metadata.models", JsonNode(metadata_models.data(), 0)});
     }
     NormalizedModels normalized = normalize_models(sources, default_regions);
     plan.models = std::move(normalized.models);

@@ -23,91 +23,86 @@ void add_unique(std::vector<std::string>& into, const std::string& value) {
     into.push_back(value);
 }
 
+std::string shown(std::string_view text) { return "\"" + excerpt(text) + "\""; }
+
 // Optional string member: absent and JSON null both mean "not given".
-std::optional<std::string> optional_text(const json& entry, const char* key, const std::string& where) {
-    auto it = entry.find(key);
-    if (it == entry.end() || it->is_null()) {
+std::optional<std::string> optional_text(JsonNode entry, const char* key, const Where& where) {
+    JsonNode value = entry;
+    if (!entry.find(key, value)) {
         return std::nullopt;
     }
-    if (!it->is_string()) {
-        fail(where + "." + key + " must be a string");
+    const Where member = where.member(key);
+    if (!value.is_string()) {
+        fail(member.str() + " must be a string");
     }
-    std::string text = checked_text(it->get_ref<const std::string&>(), where + "." + key);
+    std::string text = checked_text(value.text(), member);
     if (text.empty()) {
         return std::nullopt;
     }
     return text;
 }
 
-std::string shown(const std::string& text) {
-    // Enough of the value to recognise it, never a megabyte of it.
-    constexpr std::size_t kShown = 64;
-    if (text.size() <= kShown) {
-        return "\"" + text + "\"";
-    }
-    return "\"" + text.substr(0, kShown) + "...\"";
-}
-
 // One entry, parsed and checked, before merging.
 struct Entry {
     std::string id;
-    std::string spelling;  // trimmed, original case
+    std::string_view spelling;  // trimmed, original case
     std::optional<std::string> name;
     std::optional<std::string> provider;
     std::vector<std::string> regions;
 };
 
-Entry parse_entry(const json& element, const std::string& where) {
-    Entry entry;
+void parse_entry(JsonNode element, const Where& where, Entry& entry) {
+    entry.name.reset();
+    entry.provider.reset();
+    entry.regions.clear();
     if (element.is_string()) {
-        const std::string& raw = element.get_ref<const std::string&>();
-        entry.id = canonical_model_or_region(raw, where);
-        entry.spelling = std::string(trim_ascii(raw));
-        return entry;
+        entry.id = canonical_model_or_region(element.text(), where);
+        entry.spelling = trim_ascii(element.text());
+        return;
     }
     if (!element.is_object()) {
-        fail(where + " must be a string or an object");
+        fail(where.str() + " must be a string or an object");
     }
-    for (auto it = element.begin(); it != element.end(); ++it) {
-        const std::string& key = it.key();
+    for (JsonNode member : element) {
+        const std::string_view key = member.key();
         if (key != "id" && key != "name" && key != "provider" && key != "regions") {
-            fail(where + " has unknown key " + shown(key) + " (expected id, name, provider, regions)");
+            fail(where.str() + " has unknown key " + shown(key) + " (expected id, name, provider, regions)");
         }
     }
-    auto id = element.find("id");
-    if (id == element.end() || id->is_null()) {
-        fail(where + ".id is required");
+    JsonNode id = element;
+    if (!element.find("id", id)) {
+        fail(where.str() + ".id is required");
     }
-    if (!id->is_string()) {
-        fail(where + ".id must be a string");
+    if (!id.is_string()) {
+        fail(where.str() + ".id must be a string");
     }
-    entry.id = canonical_model_or_region(id->get_ref<const std::string&>(), where + ".id");
-    entry.spelling = std::string(trim_ascii(id->get_ref<const std::string&>()));
+    entry.id = canonical_model_or_region(id.text(), where.member("id"));
+    entry.spelling = trim_ascii(id.text());
     entry.name = optional_text(element, "name", where);
     entry.provider = optional_text(element, "provider", where);
-    auto regions = element.find("regions");
-    if (regions != element.end() && !regions->is_null()) {
-        if (!regions->is_array()) {
-            fail(where + ".regions must be an array of strings");
+    JsonNode regions = element;
+    if (element.find("regions", regions)) {
+        const Where regions_where = where.member("regions");
+        if (!regions.is_array()) {
+            fail(regions_where.str() + " must be an array of strings");
         }
         std::size_t index = 0;
-        for (const json& region : *regions) {
-            const std::string region_where = where + ".regions[" + std::to_string(index++) + "]";
+        for (JsonNode region : regions) {
+            const Where region_where = regions_where.element(index++);
             if (!region.is_string()) {
-                fail(region_where + " must be a string");
+                fail(region_where.str() + " must be a string");
             }
-            add_unique(entry.regions, canonical_model_or_region(region.get_ref<const std::string&>(), region_where));
+            add_unique(entry.regions, canonical_model_or_region(region.text(), region_where));
         }
     }
-    return entry;
 }
 
 }  // namespace
 
-std::vector<std::string> canonical_regions(const std::vector<std::string>& raw, const std::string& path) {
+std::vector<std::string> canonical_regions(const std::vector<std::string_view>& raw, const Where& path) {
     std::vector<std::string> regions;
     for (std::size_t i = 0; i < raw.size(); ++i) {
-        add_unique(regions, canonical_model_or_region(raw[i], path + "[" + std::to_string(i) + "]"));
+        add_unique(regions, canonical_model_or_region(raw[i], path.element(i)));
     }
     return regions;
 }
@@ -116,10 +111,10 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
                                   const std::vector<std::string>& default_regions) {
     std::size_t total = 0;
     for (const ModelSource& source : sources) {
-        if (!source.entries->is_array()) {
+        if (!source.entries.is_array()) {
             fail(source.path + " must be an array");
         }
-        total += source.entries->size();
+        total += source.entries.size();
     }
     if (total > kMaxModelEntries) {
         fail_limit("too many model entries: " + std::to_string(total) + " (at most " +
@@ -130,11 +125,14 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
     out.models.reserve(total);
     std::unordered_map<std::string, std::size_t> index_by_id;
     index_by_id.reserve(total);
+    Entry entry;
     for (const ModelSource& source : sources) {
+        const Where path(source.path);
         std::size_t position = 0;
-        for (const json& element : *source.entries) {
-            const std::string where = source.path + "[" + std::to_string(position++) + "]";
-            Entry entry = parse_entry(element, where);
+        for (JsonNode element : source.entries) {
+            const std::size_t index = position++;
+            const Where where = path.element(index);
+            parse_entry(element, where, entry);
             const std::vector<std::string>& regions = entry.regions.empty() ? default_regions : entry.regions;
 
             auto [it, inserted] = index_by_id.emplace(entry.id, out.models.size());
@@ -142,10 +140,11 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
                 Model model;
                 model.id = std::move(entry.id);
                 model.name_given = entry.name.has_value();
-                model.name = entry.name ? std::move(*entry.name) : std::move(entry.spelling);
+                model.name = entry.name ? std::move(*entry.name) : std::string(entry.spelling);
                 model.provider = std::move(entry.provider);
                 if (model.provider) {
-                    model.provider_where = where;
+                    model.provider_path = &source.path;
+                    model.provider_index = index;
                 }
                 model.regions = regions;
                 out.models.push_back(std::move(model));
@@ -157,9 +156,12 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
             if (entry.provider) {
                 if (!model.provider) {
                     model.provider = std::move(entry.provider);
-                    model.provider_where = where;
+                    model.provider_path = &source.path;
+                    model.provider_index = index;
                 } else if (*model.provider != *entry.provider) {
-                    fail(where + ".provider " + shown(*entry.provider) + " conflicts with " + model.provider_where +
+                    const Where earlier_path(*model.provider_path);
+                    const Where earlier = earlier_path.element(model.provider_index);
+                    fail(where.str() + ".provider " + shown(*entry.provider) + " conflicts with " + earlier.str() +
                          ".provider " + shown(*model.provider) + " for model " + shown(model.id));
                 }
             }
@@ -175,6 +177,14 @@ NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
         }
     }
     return out;
+}
+
+NormalizedModels normalize_model_tree(JsonNode models, const std::vector<std::string_view>& default_regions) {
+    if (!models.is_array()) {
+        fail("models must be a JSON array");
+    }
+    const std::vector<std::string> defaults = canonical_regions(default_regions, "default_regions");
+    return normalize_models({ModelSource{"models", models}}, defaults);
 }
 
 json models_to_json(const std::vector<Model>& models) {
@@ -195,12 +205,9 @@ std::string normalize_models_text(std::string_view models_json, const std::vecto
     if (models.is_discarded()) {
         fail("models is not valid JSON");
     }
-    if (!models.is_array()) {
-        fail("models must be a JSON array");
-    }
-    const std::vector<std::string> defaults = canonical_regions(default_regions, "default_regions");
-    NormalizedModels normalized = normalize_models({ModelSource{"models", &models}}, defaults);
-    return models_to_json(normalized.models).dump();
+    const std::vector<eg_json_node> nodes = flatten(models);
+    const std::vector<std::string_view> defaults(default_regions.begin(), default_regions.end());
+    return models_to_json(normalize_model_tree(JsonNode(nodes.data(), 0), defaults).models).dump();
 }
 
 }  // namespace execguard::core

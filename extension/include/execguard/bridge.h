@@ -49,6 +49,55 @@ typedef struct eg_slice {
 	size_t		len;
 } eg_slice;
 
+/*
+ * A JSON document as a flat array in document order (pre-order): a
+ * container's members follow it, and `end` is the index just past its last
+ * descendant, so a reader can skip a member without visiting it. Strings
+ * are borrowed (for the PostgreSQL adapter: straight out of the Jsonb).
+ */
+typedef enum eg_json_kind {
+	EG_JSON_NULL,
+	EG_JSON_FALSE,
+	EG_JSON_TRUE,
+	EG_JSON_NUMBER,
+	EG_JSON_STRING,
+	EG_JSON_ARRAY,
+	EG_JSON_OBJECT
+} eg_json_kind;
+
+typedef struct eg_json_node {
+	eg_json_kind kind;
+	eg_slice	key;			/* member name when the parent is an object */
+	eg_slice	text;			/* the value, for a string */
+	size_t		end;			/* index just past this node's subtree */
+} eg_json_node;
+
+/*
+ * normalize_models() on a document already in eg_json_node form. The
+ * result's strings live in one malloc'd arena; free it with
+ * eg_models_free(). provider.data is NULL for JSON null.
+ */
+typedef struct eg_model_out {
+	eg_slice	id;
+	eg_slice	name;
+	eg_slice	provider;
+	size_t		first_region;	/* index into eg_models.regions */
+	size_t		n_regions;
+} eg_model_out;
+
+typedef struct eg_models {
+	eg_model_out *models;
+	size_t		n_models;
+	eg_slice   *regions;
+	void	   *arena;
+} eg_models;
+
+eg_status	eg_normalize_model_tree(const eg_json_node *nodes, size_t n_nodes,
+									const eg_slice *default_regions, size_t n_default_regions,
+									eg_models *out, eg_error *error) EG_NOEXCEPT;
+
+void		eg_models_free(eg_models *models) EG_NOEXCEPT;
+
 /* normalize_models(models, default_regions) on JSON text. */
 eg_status	eg_normalize_models(eg_slice models_json, const eg_slice *default_regions,
 								size_t n_default_regions, eg_text *out, eg_error *error) EG_NOEXCEPT;

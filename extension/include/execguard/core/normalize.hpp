@@ -11,6 +11,9 @@
 
 #include "execguard/core/guard.hpp"
 
+#include "execguard/core/canonical.hpp"
+#include "execguard/core/json_tree.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <optional>
@@ -23,16 +26,17 @@ struct Model {
     std::string id;    // canonical
     std::string name;  // first non-empty name, else the first spelling of the id
     std::optional<std::string> provider;
-    std::vector<std::string> regions;  // canonical, first-seen order, no repeats
-    bool name_given = false;           // name came from a "name" member
-    std::string provider_where;        // position of the entry that set provider
+    std::vector<std::string> regions;            // canonical, first-seen order, no repeats
+    bool name_given = false;                     // name came from a "name" member
+    const std::string* provider_path = nullptr;  // the entry that set provider,
+    std::size_t provider_index = 0;              // for a conflict's message
 };
 
 // One JSON array of model entries and the path used to name its elements
 // in error messages ("models", "metadata.models").
 struct ModelSource {
     std::string path;
-    const nlohmann::json* entries;
+    JsonNode entries;
 };
 
 struct NormalizedModels {
@@ -41,7 +45,7 @@ struct NormalizedModels {
 };
 
 // Canonical region names of a default_regions argument.
-std::vector<std::string> canonical_regions(const std::vector<std::string>& raw, const std::string& path);
+std::vector<std::string> canonical_regions(const std::vector<std::string_view>& raw, const Where& path);
 
 NormalizedModels normalize_models(const std::vector<ModelSource>& sources,
                                   const std::vector<std::string>& default_regions);
@@ -52,5 +56,9 @@ nlohmann::json models_to_json(const std::vector<Model>& models);
 // The whole SQL-level function on JSON text: parses `models_json`, which
 // must be an array, and returns the normalised array as JSON text.
 std::string normalize_models_text(std::string_view models_json, const std::vector<std::string>& default_regions);
+
+// The SQL-level function on a document in eg_json_node form (what the
+// PostgreSQL adapter builds from a Jsonb): checks that it is an array.
+NormalizedModels normalize_model_tree(JsonNode models, const std::vector<std::string_view>& default_regions);
 
 }  // namespace execguard::core
