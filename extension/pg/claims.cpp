@@ -475,55 +475,72 @@ static EgStatement mark_owner_gone = {
 	2, {INT4OID, TIMESTAMPTZOID}, NULL
 };
 
-/* Expired claims on their last allowed attempt end failed, not rescued. */
-static EgStatement fail_exhausted = {
-	"UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
-	"       error = 'lease lost on the last allowed attempt', "
-	"       owner_pid = NULL, owner_backend_start = NULL "
-	" WHERE execution_id IN (SELECT execution_id FROM execguard.executions "
-	"                         WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
-	"                           AND attempt >= max_attempts "
-	"                         FOR UPDATE SKIP LOCKED)",
-	0, {InvalidOid}, NULL
-};
-
 /*
- * $1 worker, $2 limit, $3 lease, $4 regions, $5 models, $6 owner pid,
- * $7 owner start. Expired leases first, dead owners ('-infinity') first of
- * all; the last column says whether the owner was gone.
+ * claim_next in one statement (one executor start per call, one snapshot):
  *
- * Both claim statements find their target rows through
- * "execution_id = ANY (ARRAY(...))" rather than a join: the statements are
- * prepared once and run with a generic plan, which cannot know $2 and
- * assumes a LIMIT of 10% of the table; a join then turns into a hash join
- * over a sequential scan of every execution, completed ones included. The
- * array gives the planner an index condition whatever the estimate.
+ *   exhausted  expired claims on their last allowed attempt end failed;
+ *   expired    running rows whose lease expired, dead owners ('-infinity')
+ *              first, on attempts left: rescued (granted again);
+ *   pending    due pending rows, oldest first, for what is left of $2.
+ *
+ * $1 worker, $2 limit, $3 lease, $4 regions, $5 models, $6 owner pid,
+ * $7 owner start. Output: the claimed columns, whether the owner was gone,
+ * and what the row is (ROW_*), with one marker row per exhausted execution.
+ *
+ * Rows are found through "execution_id = ANY (ARRAY(...))" rather than a
+ * join: the statement is prepared once and runs with a generic plan, which
+ * cannot know $2 and assumes a LIMIT of 10% of the table; a join then
+ * turns into a hash join over a sequential scan of every execution,
+ * completed ones included. The array gives the planner an index condition
+ * whatever the estimate. The outer updates do not repeat the status test:
+ * the rows are locked by the FOR UPDATE subqueries, which re-check it on
+ * the newest row version, and repeating it lets the planner prefer the
+ * partial index on running rows, scanned whole, over the primary key. The
+ * three updates touch disjoint rows (by status and attempt), as
+ * data-modifying CTEs must.
  */
-static EgStatement rescue_next = {
-	"WITH c AS MATERIALIZED ("
+#define ROW_RESCUED 1
+#define ROW_CLAIMED 2
+#define ROW_FAILED 3
+#define CS_(x) #x
+#define CS(x) CS_(x)
+
+static EgStatement claim_next_statement = {
+	"WITH exhausted AS ("
+	"  UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
+	"         error = 'lease lost on the last allowed attempt', "
+	"         owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE execution_id = ANY (ARRAY("
+	"           SELECT execution_id FROM execguard.executions "
+	"            WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
+	"              AND attempt >= max_attempts FOR UPDATE SKIP LOCKED)) "
+	"  RETURNING 1), "
+	"expired AS MATERIALIZED ("
 	"  SELECT execution_id, lease_expires_at = '-infinity' AS owner_gone "
 	"    FROM execguard.executions "
 	"   WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
 	"     AND attempt < max_attempts " CLAIM_FILTERS
-	"   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
-	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
-	"  FROM c "
-	" WHERE e.execution_id = ANY (ARRAY(SELECT execution_id FROM c)) "
-	"   AND e.execution_id = c.execution_id AND e.status = 'running' "
-	"RETURNING " CLAIMED_COLUMNS ", c.owner_gone",
-	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
-};
-
-/* Due pending rows, oldest first, through the partial index on pending. */
-static EgStatement claim_pending_next = {
-	"UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
-	" WHERE e.execution_id = ANY (ARRAY("
-	"         SELECT execution_id FROM execguard.executions "
-	"          WHERE status = 'pending' "
-	"            AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
-	"          ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED)) "
-	"   AND e.status = 'pending' "
-	"RETURNING " CLAIMED_COLUMNS,
+	"   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+	"rescued AS ("
+	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
+	"    FROM expired AS x "
+	"   WHERE e.execution_id = ANY (ARRAY(SELECT execution_id FROM expired)) "
+	"     AND e.execution_id = x.execution_id "
+	"  RETURNING " CLAIMED_COLUMNS ", x.owner_gone), "
+	"pending AS ("
+	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
+	"   WHERE e.execution_id = ANY (ARRAY("
+	"           SELECT execution_id FROM execguard.executions "
+	"            WHERE status = 'pending' "
+	"              AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
+	"            ORDER BY execution_id "
+	"            LIMIT greatest($2 - (SELECT count(*) FROM rescued), 0) FOR UPDATE SKIP LOCKED)) "
+	"     AND e.status = 'pending' "
+	"  RETURNING " CLAIMED_COLUMNS ") "
+	"SELECT *, " CS(ROW_RESCUED) " FROM rescued "
+	"UNION ALL SELECT *, false, " CS(ROW_CLAIMED) " FROM pending "
+	"UNION ALL SELECT NULL::bigint, NULL::bigint, NULL::int, NULL::text, NULL::text, NULL::text, "
+	"                 NULL::text, NULL::jsonb, false, " CS(ROW_FAILED) " FROM exhausted",
 	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
 
@@ -564,22 +581,42 @@ sweep_dead_owners(void)
 	eg_owner_sweep_done(epoch);
 }
 
-/* Appends the claimed rows of the last statement to the result set. */
-static uint64
-emit_claimed(ReturnSetInfo *rsinfo, uint64 n, uint64 *owner_gone)
+/* Outcome of one claim_next call, for the counters. */
+typedef struct ClaimNextCounts
+{
+	uint64		claimed;
+	uint64		rescued;
+	uint64		owner_gone;
+	uint64		failed;
+} ClaimNextCounts;
+
+/* Appends the granted rows of claim_next_statement to the result set. */
+static void
+emit_claimed(ReturnSetInfo *rsinfo, uint64 n, ClaimNextCounts *counts)
 {
 	for (uint64 row = 0; row < n; row++)
 	{
+		int32		kind = DatumGetInt32(eg_result_not_null(row, 10));
 		Datum		values[8];
 		bool		nulls[8];
 
+		if (kind == ROW_FAILED)
+		{
+			counts->failed++;
+			continue;
+		}
 		for (int column = 0; column < 8; column++)
 			values[column] = eg_result(row, column + 1, &nulls[column]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		if (owner_gone != NULL && DatumGetBool(eg_result_not_null(row, 9)))
-			(*owner_gone)++;
+		if (kind == ROW_CLAIMED)
+			counts->claimed++;
+		else
+		{
+			counts->rescued++;
+			if (DatumGetBool(eg_result_not_null(row, 9)))
+				counts->owner_gone++;
+		}
 	}
-	return n;
 }
 
 /*
@@ -594,9 +631,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', '\0'};
 	bool		isnull;
 	int32		max_claims;
-	uint64		rescued;
-	uint64		owner_gone = 0;
-	uint64		claimed = 0;
+	ClaimNextCounts counts = {0, 0, 0, 0};
 	bool		track_owner;
 
 	require_arg(fcinfo, 0, "worker");
@@ -617,24 +652,16 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 
 	rsinfo = eg_begin_srf(fcinfo);
 	SPI_connect();
-
 	sweep_dead_owners();
-	eg_count(EG_EXECUTIONS_FAILED, eg_execute(&fail_exhausted, NULL, NULL, 0));
-
 	values[1] = Int32GetDatum(max_claims);
-	rescued = emit_claimed(rsinfo, eg_execute(&rescue_next, values, nulls, 0), &owner_gone);
-	if (rescued < (uint64) max_claims)
-	{
-		values[1] = Int32GetDatum(max_claims - (int32) rescued);
-		claimed = emit_claimed(rsinfo, eg_execute(&claim_pending_next, values, nulls, 0), NULL);
-	}
-
+	emit_claimed(rsinfo, eg_execute(&claim_next_statement, values, nulls, 0), &counts);
 	SPI_finish();
 
-	eg_count(EG_CLAIMS_RECLAIMED, rescued);
-	eg_count(EG_LEASES_RESCUED_OWNER_GONE, owner_gone);
-	eg_count(EG_LEASES_RESCUED_EXPIRED, rescued - owner_gone);
-	eg_count(EG_CLAIMS_CLAIMED, claimed);
+	eg_count(EG_CLAIMS_CLAIMED, counts.claimed);
+	eg_count(EG_CLAIMS_RECLAIMED, counts.rescued);
+	eg_count(EG_LEASES_RESCUED_OWNER_GONE, counts.owner_gone);
+	eg_count(EG_LEASES_RESCUED_EXPIRED, counts.rescued - counts.owner_gone);
+	eg_count(EG_EXECUTIONS_FAILED, counts.failed);
 	return (Datum) 0;
 }
 
@@ -642,10 +669,18 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 /* Writes by the holder of a grant: each needs the current fencing token  */
 /* ---------------------------------------------------------------------- */
 
+/*
+ * A heartbeat of an owner-tracked claim also records the calling session
+ * as the owner: the holder proved it is alive, perhaps over a new
+ * connection (after a reconnect or a server restart), and rescue must
+ * follow the session that now holds the work, not the one that claimed it.
+ */
 static EgStatement heartbeat_statement = {
-	"UPDATE execguard.executions SET lease_expires_at = pg_catalog.now() + $3 "
+	"UPDATE execguard.executions SET lease_expires_at = pg_catalog.now() + $3, "
+	"       owner_pid = CASE WHEN owner_pid IS NULL THEN NULL ELSE $4 END, "
+	"       owner_backend_start = CASE WHEN owner_pid IS NULL THEN NULL ELSE $5 END "
 	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
-	3, {INT8OID, INT8OID, INTERVALOID}, NULL
+	5, {INT8OID, INT8OID, INTERVALOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
 
 static EgStatement complete_statement = {
@@ -720,13 +755,16 @@ fenced_write(EgStatement *statement, Datum *values, const char *nulls)
 extern "C" Datum
 execguard_heartbeat(PG_FUNCTION_ARGS)
 {
-	Datum		values[3];
+	Datum		values[5];
+	char		pid_null;
+	char		start_null;
 
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = lease_arg(fcinfo, 2);
+	owner_values(true, &values[3], &values[4], &pid_null, &start_null);
 	PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
 }
 

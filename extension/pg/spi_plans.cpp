@@ -20,7 +20,14 @@ eg_execute(EgStatement *statement, Datum *values, const char *nulls, long limit)
 
 	if (statement->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(statement->sql, statement->nargs, statement->argtypes);
+		/*
+		 * Always the generic plan: every statement here is written to plan
+		 * well without knowing its parameters (an index condition rather
+		 * than a join on a LIMIT $n subquery), while the plan cache would
+		 * keep re-planning because a generic LIMIT $n looks expensive.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(statement->sql, statement->nargs, statement->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "execguard: SPI_prepare failed (%s) for: %s",

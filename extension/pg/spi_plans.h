@@ -1,8 +1,9 @@
 /*
  * extension/pg/spi_plans.h
  *
- * Statements prepared once per backend and kept (SPI_keepplan), so the hot
- * paths (claims, heartbeats, completions) never parse or plan SQL. Each
+ * Statements prepared once per backend and kept (SPI_keepplan), and always
+ * run with their generic plan, so the hot paths (claims, heartbeats,
+ * completions) never parse or plan SQL. Each
  * statement is a static EgStatement: plain data, no constructor.
  */
 #ifndef EXECGUARD_PG_SPI_PLANS_H
