@@ -1,0 +1,12 @@
+-- bench/claims/eg_claim_duplicates.sql: claim_execution where 9 calls in 10
+-- name a key that is already completed (the duplicate an auto-stop check
+-- exists to refuse) and 1 in 10 a key never seen (created running).
+-- setup: :keys completed rows with job 'bench-dup', question_id 'q1'..'q<keys>'.
+\set r random(1, 10)
+\set q random(1, :keys)
+\set n random(1, 2000000000)
+\if :r = 1
+SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'new-' || :client_id || '-' || :n);
+\else
+SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'q' || :q);
+\endif

@@ -1,0 +1,6 @@
+-- bench/claims/eg_single.sql: one worker cycle, two transactions (autocommit):
+-- claim_next(worker, 1), then complete_execution with the fencing token.
+-- An empty queue yields id 0, a refused (stale) completion, not an abort.
+SELECT coalesce(max(execution_id), 0) AS id, coalesce(max(fencing_token), 0) AS token
+  FROM execguard.claim_next('bench-' || :client_id, 1) \gset
+SELECT execguard.complete_execution(:id, :token, '{"answer": "Paris"}');

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench/claims/run.sh: execguard claims against a plain-SQL SKIP LOCKED
+# queue (baseline.sql), in one go against one cluster.
+#
+#   bench/claims/run.sh [--quick]
+#
+#   (a) claim + complete cycles/s, CLIENTS clients, on a fresh table:
+#       single   eg_single.sql   vs base_single.sql  (2 transactions a cycle)
+#       batch 10 eg_batch.sql    vs base_batch.sql   (1 statement a cycle)
+#       batch 50 eg_batch.sql    vs base_batch.sql
+#   (b) the same after CHURN executions were claimed and completed on each
+#       side (eg_churn.sql, base_batch.sql, batches of 50), loss vs (a) in %
+#   (c) claim_execution with 90% duplicate keys (eg_claim_duplicates.sql),
+#       calls/s, DUP_KEYS completed keys
+# Each figure is the median of ROUNDS runs, execguard and baseline
+# interleaved (A, B, A, B, ...). The queue is topped up before every run so
+# it never runs dry (a run that drains it is flagged).
+#
+# Environment: PGHOST/PGPORT/... (else a throwaway cluster),
+# SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS (8), MODES ("prepared"; e.g.
+# "prepared simple"), BATCH_EG_SCRIPT (eg_batch.sql), CHURN (500000), DUP_KEYS (100000), PHASES ("a b c").
+# Targets (issue 3): single cycles >= 1.5x baseline; batches >= 20,000
+# executions/s; claim_execution at 90% duplicates >= 20,000 calls/s;
+# <= 20% loss after churn.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib.sh"
+
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-8}
+MODES=${MODES:-prepared}
+CHURN=${CHURN:-500000}
+DUP_KEYS=${DUP_KEYS:-100000}
+PHASES=${PHASES:-a b c}
+# eg_churn.sql (claim_next + complete_execution per row, one statement)
+# stands in when complete_executions cannot run.
+BATCH_EG_SCRIPT=${BATCH_EG_SCRIPT:-eg_batch.sql}
+if [ "${1:-}" = --quick ]; then
+    SECONDS_PER_RUN=1 ROUNDS=1 CHURN=20000 DUP_KEYS=10000
+fi
+# Enough pending rows for the fastest side at 40,000 executions/s.
+QUEUE_DEPTH=${QUEUE_DEPTH:-$((40000 * SECONDS_PER_RUN))}
+
+EG=execguard.executions
+BASE=bench_baseline_queue.executions
+
+bench_cluster claims
+sql -f "$here/baseline.sql"
+
+pending() { sql -c "SELECT count(*) FROM $1 WHERE status = 'pending'"; }
+
+top_up() {
+    local table n tag
+    for table in $EG $BASE; do
+        n=$(pending "$table")
+        tag=$(date +%s%N)
+        if [ "$n" -lt "$QUEUE_DEPTH" ]; then
+            sql -c "SELECT bench_baseline_queue.fill('$table', $((QUEUE_DEPTH - n)), '$tag')" >/dev/null
+            sql -c "ANALYZE $table"
+        fi
+    done
+}
+
+fresh() {
+    sql -c "TRUNCATE $EG, $BASE" -c "SELECT execguard.stats_reset()" >/dev/null
+}
+
+# run_side MODE TABLE SCRIPT BATCH: executions/s of one run.
+run_side() {
+    local mode=$1 table=$2 script=$3 batch=$4 tps
+    tps=$(pgbench_tps "$mode" "$CLIENTS" "$SECONDS_PER_RUN" "$here/$script" -D batch="$batch") || { echo 0; return; }
+    [ "$(pending "$table")" -gt 0 ] || echo "warning: $table ran dry during $script" >&2
+    awk -v t="$tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }'
+}
+
+declare -A RESULT
+cycle_phase() {
+    local phase=$1 mode=$2 config batch eg_script base_script eg base r
+    for config in single:1 batch10:10 batch50:50; do
+        batch=${config#*:}
+        if [ "$batch" = 1 ]; then eg_script=eg_single.sql base_script=base_single.sql
+        else eg_script=$BATCH_EG_SCRIPT base_script=base_batch.sql; fi
+        [ "$phase" = a ] && { fresh; }
+        eg=() base=()
+        for _ in $(seq "$ROUNDS"); do
+            top_up
+            eg+=("$(run_side "$mode" $EG $eg_script "$batch")")
+            base+=("$(run_side "$mode" $BASE $base_script "$batch")")
+        done
+        RESULT[$phase,$mode,${config%%:*},eg]=$(median "${eg[@]}")
+        RESULT[$phase,$mode,${config%%:*},base]=$(median "${base[@]}")
+        r=$(ratio "${RESULT[$phase,$mode,${config%%:*},eg]}" "${RESULT[$phase,$mode,${config%%:*},base]}")
+        printf '(%s) %-8s %-7s execguard %7s exec/s  baseline %7s exec/s  ratio %5sx  runs eg [%s] base [%s]\n' \
+            "$phase" "$mode" "${config%%:*}" "${RESULT[$phase,$mode,${config%%:*},eg]}" \
+            "${RESULT[$phase,$mode,${config%%:*},base]}" "$r" "${eg[*]}" "${base[*]}"
+    done
+}
+
+churn() {
+    local per_client=$(( (CHURN + 50 * CLIENTS - 1) / (50 * CLIENTS) )) start
+    fresh
+    sql -c "SELECT bench_baseline_queue.fill('$EG', $CHURN, 'churn')" \
+        -c "SELECT bench_baseline_queue.fill('$BASE', $CHURN, 'churn')" -c "ANALYZE" >/dev/null
+    start=$(date +%s)
+    "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" -D batch=50 -f "$here/eg_churn.sql" >/dev/null 2>&1
+    "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -t "$per_client" -D batch=50 -f "$here/base_batch.sql" >/dev/null 2>&1
+    echo "(b) churned in $(( $(date +%s) - start )) s: execguard $(sql -c "SELECT count(*) FROM $EG WHERE status = 'completed'") completed," \
+        "baseline $(sql -c "SELECT count(*) FROM $BASE WHERE status = 'completed'") completed"
+}
+
+machine_line
+echo "# pgbench -n -c $CLIENTS -j $CLIENTS -T $SECONDS_PER_RUN, $ROUNDS interleaved rounds, medians; modes: $MODES"
+for mode in $MODES; do
+    case " $PHASES " in *" a "*) cycle_phase a "$mode" ;; esac
+done
+if [[ " $PHASES " == *" b "* ]]; then
+    churn
+    for mode in $MODES; do
+        cycle_phase b "$mode"
+        if [[ " $PHASES " == *" a "* ]]; then
+            for config in single batch10 batch50; do
+                awk -v m="$mode" -v c="$config" -v a="${RESULT[a,$mode,$config,eg]}" -v b="${RESULT[b,$mode,$config,eg]}" \
+                    -v x="${RESULT[a,$mode,$config,base]}" -v y="${RESULT[b,$mode,$config,base]}" \
+                    'function loss(p, q) { return p > 0 ? sprintf("%+.0f%%", 100 * (q - p) / p) : "n/a" }
+                     BEGIN { printf "(b) %-8s %-7s change after churn: execguard %s  baseline %s  (target: no worse than -20%%)\n", m, c, loss(a, b), loss(x, y) }'
+            done
+        fi
+    done
+fi
+if [[ " $PHASES " == *" c "* ]]; then
+    fresh
+    sql -c "INSERT INTO $EG (job_id, model_id, region, question_id, status, attempt, fencing_token, finished_at, started_at)
+            SELECT 'bench-dup', 'llama3.2-1b', 'us-east', 'q' || g, 'completed', 1, 1, now(), now()
+              FROM generate_series(1, $DUP_KEYS) AS g" -c "ANALYZE $EG" >/dev/null
+    for mode in $MODES; do
+        runs=()
+        for _ in $(seq "$ROUNDS"); do
+            runs+=("$(pgbench_tps "$mode" "$CLIENTS" "$SECONDS_PER_RUN" "$here/eg_claim_duplicates.sql" -D keys="$DUP_KEYS" || echo 0)")
+        done
+        printf '(c) %-8s claim_execution, 90%% duplicates: %.0f calls/s (target >= 20000)  runs [%s]\n' \
+            "$mode" "$(median "${runs[@]}")" "${runs[*]}"
+    done
+    sql -c "SELECT 'outcomes: ' || string_agg(k || '=' || v, ' ') FROM (VALUES ('claimed', (SELECT claims_claimed FROM execguard.stats)), ('completed', (SELECT claims_completed FROM execguard.stats))) AS o(k, v)"
+fi

@@ -1,0 +1,163 @@
+"""test/e2e/test_runner_faults.py: cancellation, provider outages, crashes,
+database restarts and shutdown."""
+import collections
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import REPO, wait_until
+
+
+def spec(job_id, region, questions, models=("m1",), **extra):
+    s = {"id": job_id, "models": list(models), "constraints": {"regions": [region]},
+         "questions": ["question %d of %s" % (i, job_id) for i in range(questions)]}
+    s.update(extra)
+    return s
+
+
+def test_cancel_during_a_slow_call_aborts_the_call_and_completes_nothing(db, fake, start_runner,
+                                                                        job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    fake.control(region=region, mode="hang")
+    runner = start_runner([region])
+    db.submit_job(spec(job_id, region, 1))
+    wait_until(lambda: fake.in_progress() == 1, what="the call to be in flight")
+
+    assert db.query("SELECT execguard.cancel_job(%s) AS n", (job_id,))[0]["n"] == 1
+    # The runner hears execguard_cancel and aborts the HTTP request: the fake
+    # server sees the client go away instead of answering.
+    wait_until(lambda: fake.requests()[0]["outcome"] == "client_aborted", what="the call to be aborted")
+    wait_until(lambda: runner.metric('execguard_runner_auto_stopped_total{reason="cancelled"}') == 1,
+               what="auto-stop counted")
+    row = db.executions(job_id)[0]
+    assert row["status"] == "cancelled" and row["result"] is None
+    assert fake.count() == 1
+    assert runner.metric('execguard_runner_executions_finished_total{result="completed"}') == 0
+
+
+def test_429_storm_opens_the_breaker_without_exhausting_attempts_then_the_job_completes(
+        db, fake, start_runner, job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    questions = 8
+    fake.control(region=region, mode="429")  # until told otherwise, no Retry-After
+    runner = start_runner([region], "--concurrency", "2", "--breaker-threshold", "2",
+                          "--breaker-cooldown", "0.3s", "--breaker-cooldown-max", "1s")
+    db.submit_job(spec(job_id, region, questions, max_attempts=3))
+    opened = 'execguard_runner_circuit_breaker_opened_total{region="%s"}' % region
+    wait_until(lambda: runner.metric(opened) >= 3, what="the breaker to open three times")
+
+    # During the storm: the breaker lets through only the first calls and one
+    # probe per opening, instead of burning 8 x 3 attempts.
+    opens = runner.metric(opened)
+    storm_calls = fake.count()
+    assert storm_calls <= 2 + opens + 1
+    assert db.status_counts(job_id).get("failed", 0) == 0
+    assert max(r["attempt"] for r in db.executions(job_id)) < 3
+    assert runner.metric('execguard_runner_inference_errors_total{class="rate_limit",region="%s"}' % region) >= 3
+
+    fake.control(region=region, mode="ok")
+    wait_until(lambda: db.status_counts(job_id).get("completed") == questions, timeout=60,
+               what="the job to complete after the storm")
+    assert db.status_counts(job_id) == {"completed": questions}
+    calls = fake.requests()
+    assert collections.Counter(c["outcome"] for c in calls)["ok"] == questions
+    # Every call was its own attempt through the database.
+    assert len(calls) == sum(r["attempt"] for r in db.executions(job_id))
+    assert runner.metric('execguard_runner_circuit_breaker_state{region="%s",state="closed"}' % region) == 1
+
+
+def test_kill_9_of_a_runner_mid_call_another_finishes_and_only_its_in_flight_calls_repeat(
+        db, fake, start_runner, job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    questions = 6
+    fake.control(region=region, latency=1.0)
+    victim = start_runner([region], "--concurrency", "2")
+    db.submit_job(spec(job_id, region, questions))
+    wait_until(lambda: fake.in_progress() == 2, what="the victim's two calls in flight")
+    held = {r["execution_id"]: r["prompt"] for r in db.executions(job_id)
+            if r["status"] == "running" and r["worker"] == victim.worker_id}
+    assert len(held) == 2
+    rescued_before = db.stats()
+    victim.kill()  # SIGKILL: no release, no completion
+
+    survivors = [start_runner([region], "--concurrency", "2") for _ in range(2)]
+    wait_until(lambda: db.status_counts(job_id).get("completed") == questions, timeout=60,
+               what="the survivors to finish the job")
+
+    rows = db.executions(job_id)
+    assert len(rows) == questions and all(r["status"] == "completed" for r in rows)
+    survivor_ids = {r.worker_id for r in survivors}
+    for r in rows:
+        if r["execution_id"] in held:
+            assert r["attempt"] == 2 and r["result"]["worker"] in survivor_ids
+    after = db.stats()
+    rescued = (after["leases_rescued_owner_gone"] + after["leases_rescued_expired"]
+               - rescued_before["leases_rescued_owner_gone"] - rescued_before["leases_rescued_expired"])
+    assert rescued >= len(held)
+    # Extra model calls: only the prompts the killed runner had in flight.
+    per_prompt = collections.Counter(c["prompt"] for c in fake.requests())
+    repeated = {p for p, n in per_prompt.items() if n > 1}
+    assert repeated <= set(held.values())
+    assert max(per_prompt.values()) <= 2
+    assert fake.count() - questions <= len(held)
+
+
+@pytest.mark.skipif(not os.environ.get("EXECGUARD_CLUSTER_DIR"),
+                    reason="needs EXECGUARD_CLUSTER_DIR to restart the server")
+def test_postgres_restart_under_a_running_runner_it_reconnects_and_the_job_completes(
+        db, fake, start_runner, job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    questions = 6
+    fake.control(region=region, latency=0.5)
+    runner = start_runner([region], "--concurrency", "2")
+    db.submit_job(spec(job_id, region, questions))
+    wait_until(lambda: fake.in_progress() == 2, what="calls in flight")
+
+    subprocess.run([os.path.join(REPO, "scripts", "pgcluster.sh"), "restart",
+                    os.environ["EXECGUARD_CLUSTER_DIR"]], check=True, capture_output=True)
+    wait_until(lambda: db.status_counts(job_id).get("completed") == questions, timeout=60,
+               what="the job to complete after the restart")
+    assert runner.metric("execguard_runner_db_reconnects_total") >= 1
+    assert runner.healthz() == 200
+    assert db.status_counts(job_id) == {"completed": questions}
+    # Calls in flight across the restart were completed on the new
+    # connection, not run again.
+    assert fake.count() == questions
+    assert runner.proc.poll() is None
+
+
+def test_sigterm_releases_in_flight_executions_and_exits_0(db, fake, start_runner, job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    fake.control(region=region, mode="hang")
+    released_before = db.stats()["executions_released"]
+    runner = start_runner([region], "--concurrency", "3", "--grace-period", "0.5s")
+    db.submit_job(spec(job_id, region, 4))
+    wait_until(lambda: fake.in_progress() == 3, what="three calls in flight")
+
+    runner.signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0
+    rows = db.executions(job_id)
+    assert all(r["status"] == "pending" for r in rows)
+    # A release gives the attempt back.
+    assert all(r["attempt"] == 0 for r in rows)
+    assert db.stats()["executions_released"] - released_before == 3
+    wait_until(lambda: all(c["outcome"] == "client_aborted" for c in fake.requests()),
+               what="the hanging calls to be aborted")
+    assert fake.count() == 3
+    assert "event=runner_stopped exit_code=0" in runner.log()
+
+
+def test_sigterm_lets_calls_finish_within_the_grace_period_and_claims_nothing_new(
+        db, fake, start_runner, job_id, region_prefix):
+    region = region_prefix + "-us-east"
+    fake.control(region=region, latency=1.0)
+    runner = start_runner([region], "--concurrency", "2", "--grace-period", "30s")
+    db.submit_job(spec(job_id, region, 4))
+    wait_until(lambda: fake.in_progress() == 2, what="two calls in flight")
+
+    runner.signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0
+    assert db.status_counts(job_id) == {"completed": 2, "pending": 2}
+    assert fake.count() == 2

@@ -1,0 +1,559 @@
+#!/usr/bin/python3
+"""test/hostile/hostile.py: hostile inputs against a live execguard server.
+
+Every call runs in its own transaction (committed when it returns a result,
+rolled back when it raises) and must either return a result or raise a clean
+ERROR whose SQLSTATE is in ALLOWED[function] below. Many cases also pin the
+exact outcome (must succeed, or must fail with one particular SQLSTATE).
+Afterwards: the server log has no backend crash, the postmaster did not
+restart, and the tables hold exactly what the successful calls wrote.
+
+Usage: test/hostile/run.sh (PG* environment variables name the cluster;
+EXECGUARD_CLUSTER_DIR or --server-log names its log file).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+
+import psycopg2
+import psycopg2.extras
+
+# Clean errors each function may raise for hostile input. Documented in
+# docs/reliability.md; anything else (XX000 internal error, 53200 out of
+# memory, 57014 timeout, a lost connection) is a failure.
+TYPE_INPUT = {
+    "22P02",  # invalid_text_representation: a literal that is not valid jsonb/int/...
+    "22P05",  # untranslatable_character: \u0000 in jsonb
+    "22021",  # character_not_in_repertoire: NUL byte in text
+    "42883",  # undefined_function: wrong argument types, no such signature
+    "54001",  # statement_too_complex: nesting beyond max_stack_depth (jsonb input)
+}
+INTERVAL_INPUT = {"22008", "22015", "22007"}  # interval literal overflow / bad format
+NUMERIC_INPUT = {"22003"}  # numeric_value_out_of_range (int/bigint literals)
+ALLOWED = {
+    "normalize_models": TYPE_INPUT | {"22023", "22004", "54000"},
+    "submit_job": TYPE_INPUT | {"22023", "54000", "23505"},
+    "claim_execution": TYPE_INPUT | INTERVAL_INPUT | {"22023", "22004"},
+    "claim_next": TYPE_INPUT | INTERVAL_INPUT | NUMERIC_INPUT | {"22023", "22004"},
+    "heartbeat": TYPE_INPUT | INTERVAL_INPUT | NUMERIC_INPUT | {"22023", "22004"},
+    "complete_execution": TYPE_INPUT | NUMERIC_INPUT | {"22004"},
+    "complete_executions": TYPE_INPUT | NUMERIC_INPUT | {"22023", "22004", "2202E", "54000"},
+    "fail_execution": TYPE_INPUT | INTERVAL_INPUT | NUMERIC_INPUT | {"22023", "22004"},
+    "release_execution": TYPE_INPUT | NUMERIC_INPUT | {"22004"},
+    "cancel_job": TYPE_INPUT | {"22023", "22004"},
+    "retry_job": TYPE_INPUT | {"22023", "22004"},
+}
+CRASH_PATTERNS = re.compile(r"terminated by signal|server process .* was terminated|PANIC|"
+                            r"terminating any other active server processes|database system was interrupted")
+MB10 = 10 * 1024 * 1024
+
+
+class Suite:
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.conn = self.connect()
+        self.cases = 0
+        self.results = 0
+        self.errors = Counter()
+        self.violations = []
+        self.crashes = 0
+        self.submitted = {}  # canonical job_id -> executions created (sum over calls)
+        self.claim_created = set()  # execution_ids created by claim_execution of unsubmitted keys
+        self.grants = []  # (execution_id, fencing_token) from successful grants
+
+    @staticmethod
+    def connect():
+        conn = psycopg2.connect(connect_timeout=10)
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '30s'")
+        conn.commit()
+        return conn
+
+    def jid(self, suffix):
+        return f"{self.prefix}{suffix}"
+
+    def call(self, function, sql, params=(), expect="any", name=None, check=None, setup=None,
+             client_encoding=None):
+        """One hostile input. expect: 'ok', 'any', or a SQLSTATE that must be raised."""
+        self.cases += 1
+        label = name or f"{function}#{self.cases}"
+        rows = None
+        state = None
+        message = None
+        try:
+            with self.conn.cursor() as cur:
+                if client_encoding:
+                    cur.execute("SET LOCAL client_encoding = %s", (client_encoding,))
+                if setup:
+                    cur.execute(setup)
+                cur.execute(sql, params)
+                rows = cur.fetchall() if cur.description else []
+            self.conn.commit()
+        except psycopg2.Error as e:
+            state = e.pgcode
+            message = e.pgerror or ""
+            if state is None:  # no SQLSTATE: the connection broke
+                self.crashes += 1
+                self.violations.append(f"{label}: connection lost: {e}")
+                self.conn = self.connect()
+                return None
+            self.conn.rollback()
+        if state is None:
+            self.results += 1
+            if expect not in ("ok", "any"):
+                self.violations.append(f"{label}: expected SQLSTATE {expect}, got a result {str(rows)[:200]}")
+            elif check is not None:
+                problem = check(rows)
+                if problem:
+                    self.violations.append(f"{label}: {problem}")
+            return rows
+        self.errors[state] += 1
+        if state not in ALLOWED[function]:
+            self.violations.append(f"{label}: SQLSTATE {state} not allowed for {function}: {message[:300]}")
+        elif expect == "ok":
+            self.violations.append(f"{label}: expected a result, got {state}: {message[:300]}")
+        elif expect != "any" and expect != state:
+            self.violations.append(f"{label}: expected {expect}, got {state}: {message[:300]}")
+        if "\ufffd" in message and "\ufffd" not in str(params)[:MB10]:
+            self.violations.append(f"{label}: error message is not valid UTF-8: {message[:300]}")
+        return None
+
+    # -- submit_job bookkeeping ---------------------------------------------
+    def submit(self, spec, expect="any", name=None, created=None, spec_text=None):
+        text = spec_text if spec_text is not None else json.dumps(spec, ensure_ascii=False)
+
+        def check(rows):
+            if len(rows) != 1:
+                return f"submit_job returned {len(rows)} rows"
+            job_id, n_created, n_existing, _ = rows[0]
+            if created is not None and n_created != created:
+                return f"executions_created {n_created}, expected {created}"
+            return None
+
+        rows = self.call("submit_job", "SELECT * FROM execguard.submit_job(%s::jsonb)", (text,), expect,
+                         name, check)
+        if rows:
+            self.submitted[rows[0][0]] = self.submitted.get(rows[0][0], 0) + rows[0][1]
+        return rows
+
+    def claim(self, args, expect="any", name=None, sql_args=None):
+        sql = "SELECT (c).* FROM (SELECT execguard.claim_execution(%s) AS c) s" % (sql_args or ", ".join(["%s"] * len(args)))
+        rows = self.call("claim_execution", sql, tuple(args), expect, name)
+        if rows and rows[0][0] in ("claimed", "reclaimed"):
+            self.grants.append((rows[0][1], rows[0][2]))
+        return rows
+
+
+def spec(suite, suffix, **members):
+    out = {"id": suite.jid(suffix), "models": ["m1"], "regions": ["r1"], "questions": ["q1"]}
+    out.update(members)
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+def deep_array(depth, leaf='"x"'):
+    return "[" * depth + leaf + "]" * depth
+
+
+UNICODE = {
+    "combining": "mo\u0301de\u0308l",
+    "rtl_override": "\u202emodel\u202c",
+    "rtl_hebrew": "\u05de\u05d5\u05d3\u05dc",
+    "emoji": "\U0001F600-model",
+    "zwj_emoji": "\U0001F469\u200d\U0001F4BB",
+    "bom": "\ufeffmodel",
+    "noncharacter_fffe": "model\ufffe",
+    "noncharacter_ffff": "model\uffff",
+    "max_codepoint": "model\U0010FFFF",
+    "nbsp_padding": "\u00a0model\u00a0",
+    "ideographic_space": "\u3000model",
+    "turkish_i": "\u0130STANBUL",
+    "fullwidth": "\uff2d\uff2f\uff24\uff25\uff2c",
+}
+SQL_LOOKING = [
+    "'; DROP TABLE execguard.executions; --",
+    "\"; DELETE FROM execguard.jobs; --",
+    "$$; SELECT pg_terminate_backend(pg_backend_pid()); $$",
+    "x' OR '1'='1",
+    "\\x00\\\\",
+    "%s %n %x",
+]
+
+
+def normalize_cases(s):
+    n = "normalize_models"
+    one = "SELECT execguard.normalize_models(%s::jsonb)"
+    two = "SELECT execguard.normalize_models(%s::jsonb, %s::text[])"
+
+    def models_count(k):
+        return lambda rows: None if len(rows[0][0]) == k else f"expected {k} models, got {len(rows[0][0])}"
+
+    s.call(n, two, (json.dumps(["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-1b", "qwen2.5-1.5b"]), ["us-east"]),
+           "ok", "reference incident", models_count(2))
+    s.call(n, one, (None,), "ok", "NULL models (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
+    s.call(n, two, ('["a"]', None), "ok", "NULL default_regions (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
+    s.call(n, two, ('["a"]', ["r", None]), "22004", "NULL element in default_regions")
+    s.call(n, two, ('["a"]', [""]), "22023", "empty default region")
+    s.call(n, two, ('["a"]', ["x" * 201]), "22023", "long default region")
+    s.call(n, two, ('["a"]', ["r\x01"]), "22023", "control char in default region")
+    s.call(n, two, ('["a"]', ["R%d" % (i % 7) for i in range(10000)]), "ok", "10,000 default regions",
+           lambda r: None if len(r[0][0][0]["regions"]) == 7 else "regions not deduplicated")
+    s.call(n, "SELECT execguard.normalize_models('[\"a\"]', '{{a,b},{c,d}}')", (), "any", "2-D default_regions")
+    for label, value in [("number", "1"), ("string", '"a"'), ("object", '{"models":["a"]}'), ("true", "true"),
+                         ("null", "null"), ("float", "1e308"), ("huge number", "1" + "0" * 1000)]:
+        s.call(n, one, (value,), "22023", f"top-level {label}")
+    for label, element in [("number", "1"), ("bool", "false"), ("null", "null"), ("array", '["a"]'),
+                           ("empty object", "{}"), ("object no id", '{"name":"x"}'), ("empty string", '""'),
+                           ("blank string", '"  \\t "'), ("control", '"a\\u0007"'), ("del", '"a\\u007f"'),
+                           ("long id", json.dumps("x" * 201)), ("unknown key", '{"id":"a","region":"x"}')]:
+        s.call(n, one, ("[\"ok\", %s]" % element,), "22023", f"element {label}")
+    for member, values in {"id": ["1", "[]", "{}", "true", "null", '""'],
+                           "name": ["1", "[]", "{}", "true", json.dumps("x" * 201)],
+                           "provider": ["1", "[]", "{}", "false"],
+                           "regions": ['"us"', "{}", "1", "[1]", "[null]", "[[]]", '[""]', '["r\\nx"]']}.items():
+        for v in values:
+            entry = {"id": "a"}
+            entry_text = json.dumps(entry)[:-1] + ', "%s": %s}' % (member, v) if member != "id" else '{"id": %s}' % v
+            s.call(n, one, ("[%s]" % entry_text,), "22023", f"{member} = {v[:20]}")
+    s.call(n, one, ('[{"id":"a","provider":"x"},{"id":"A","provider":"y"}]',), "22023", "provider conflict")
+    # Nesting: jsonb itself refuses past max_stack_depth (54001); below it the core says 22023.
+    for depth in (10, 100, 1000, 10000, 100000):
+        s.call(n, one, (deep_array(depth),), "any", f"nested arrays depth {depth}")
+        s.call(n, one, ('[{"id":"a","regions":%s}]' % deep_array(depth),), "any", f"nested regions depth {depth}")
+    s.call(n, one, (json.dumps(["m%d" % i for i in range(10000)]),), "ok", "10,000 entries", models_count(10000))
+    s.call(n, one, (json.dumps(["m"] * 10001),), "54000", "10,001 entries")
+    s.call(n, one, (json.dumps(["m%d" % i for i in range(200000)]),), "54000", "200,000 entries")
+    s.call(n, one, (json.dumps([{"id": "a", "regions": ["r%d" % i for i in range(20000)]}]),), "ok",
+           "20,000 regions in one entry")
+    s.call(n, one, (json.dumps(["x" * MB10]),), "22023", "10 MB id")
+    s.call(n, one, (json.dumps([{"id": "a", "name": "x" * MB10}]),), "22023", "10 MB name")
+    s.call(n, one, (json.dumps([{"id": "a", "regions": ["r" * MB10]}]),), "22023", "10 MB region")
+    s.call(n, one, (json.dumps([{"id": "a", "junk" + "k" * MB10: 1}]),), "22023", "10 MB unknown key")
+    for label, text in UNICODE.items():
+        s.call(n, two, (json.dumps([text, text.upper(), {"id": text, "name": text, "regions": [text]}], ensure_ascii=False),
+                        [text]), "ok", f"unicode {label}")
+    s.call(n, one, ('["a\\u0000"]',), "22P05", "\\u0000 in jsonb")
+    s.call(n, one, ('["\\ud800"]',), "22P02", "lone surrogate escape")
+    s.call(n, one, ('["a",',), "22P02", "truncated JSON")
+    s.call(n, one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}], ensure_ascii=False),), "22023",
+           "multibyte char at the quoted-key cut")
+    for enc in ("LATIN1", "SQL_ASCII", "EUC_JP"):
+        s.call(n, one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}]),), "any",
+               f"quoted-key cut, client_encoding {enc}", client_encoding=enc)
+    for text in SQL_LOOKING:
+        s.call(n, one, (json.dumps([text]),), "ok", f"sql-looking {text[:12]}",
+               lambda r, t=text: None if r[0][0][0]["id"] == t.strip().lower() else "id changed")
+    s.call(n, "SELECT execguard.normalize_models(%s)", ('["a"]',), "ok", "untyped literal")
+    s.call(n, "SELECT execguard.normalize_models(%s::json)", ('["a"]',), "42883", "json, not jsonb")
+    s.call(n, "SELECT execguard.normalize_models(1)", (), "42883", "integer argument")
+    s.call(n, "SELECT execguard.normalize_models('[]'::jsonb, ARRAY[1,2])", (), "42883", "int[] regions")
+    s.call(n, "SELECT execguard.normalize_models('[]'::jsonb, 'r', 'x')", (), "42883", "three arguments")
+    s.call(n, one, ('[{"id":"a","id":"b"}]',), "ok", "duplicate object key (jsonb keeps the last)")
+
+
+def submit_cases(s):
+    fan = spec(s, "fanout", models=["a", {"id": "B", "regions": ["r1", "r2", "r3"]}], regions=["r1", "r2", "r3"],
+               questions=[{"id": "q1", "prompt": "one"}, "two"], params={"temperature": 0.2})
+    s.submit(fan, "ok", "fan-out 2x3x2", created=12)
+    s.submit(fan, "ok", "idempotent resubmission", created=0)
+    s.submit(dict(fan, params={"temperature": 0.3}), "23505", "conflicting resubmission")
+    s.submit({"id": s.jid("seed"), "benchmark": {"input": {"type": "prompt", "data": {"prompt": "What is 2+2?"}}},
+              "constraints": {"regions": ["us-east"]}, "metadata": {"models": ["qwen2.5-1.5b", "llama3.2-1b"]},
+              "questions": ["What is 2+2?"]}, "ok", "seed-style spec", created=2)
+    s.submit(spec(s, "incident", models=["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-1b", "qwen2.5-1.5b"],
+                  regions=["us-east"], questions=..., benchmark={"input": {"data": {"prompt": "hi"}}}),
+             "ok", "reference incident", created=2)
+    s.call("submit_job", "SELECT * FROM execguard.submit_job(NULL)", (), "ok", "NULL spec (STRICT)",
+           lambda r: None if r == [] else "rows for NULL")
+    bad = {
+        "id": [1, None, [], {}, True, "", "   ", "x" * 201, "a\u0001", "x" * MB10],
+        "models": ["m", {"id": "m"}, 1, True, [], [1], [None], [{"id": 1}]],
+        "metadata": ["m", [], 1],
+        "regions": ["r", {"a": 1}, [1], [None], [""], ["x" * 201], []],
+        "constraints": ["c", [1], {"regions": "r"}, {"regions": [2]}],
+        "questions": ["q", {"id": "q"}, 1, [1], [None], [{}], [{"id": 1, "prompt": "p"}], [{"id": "a"}],
+                      [{"id": "a", "prompt": 2}], [{"id": "a", "prompt": "p", "extra": 1}], [""], ["\u0007"],
+                      ["q" * 1001], [{"id": "q", "prompt": "p" * (2 * 1024 * 1024)}],
+                      [{"id": "q", "prompt": "a"}, {"id": "q", "prompt": "b"}]],
+        "params": [[1], "p", 1, True],
+        "max_attempts": [0, -1, 101, 1.5, "3", 1e100, -1e100, 2 ** 63, 2 ** 64, -(2 ** 63) - 1, [], {}],
+    }
+    for member, values in bad.items():
+        for i, v in enumerate(values):
+            sp = spec(s, f"bad-{member}-{i}")
+            sp[member] = v
+            s.submit(sp, "22023", f"{member} = {str(v)[:24]}")
+    s.submit(spec(s, "nomodels", models=...), "22023", "no models")
+    s.submit(spec(s, "noregions", regions=...), "22023", "no regions")
+    s.submit(spec(s, "noprompt", questions=...), "22023", "no questions, no prompt")
+    s.submit(spec(s, "regions-disagree", constraints={"regions": ["other"]}), "22023", "regions disagree")
+    s.submit(spec(s, "bench-bad", questions=..., benchmark={"input": "x"}), "22023", "benchmark.input not object")
+    s.submit(spec(s, "bench-num", questions=..., benchmark={"input": {"data": {"prompt": 5}}}), "22023", "prompt number")
+    s.submit(spec(s, "bench-10mb", questions=..., benchmark={"input": {"data": {"prompt": "p" * MB10}}}), "22023",
+             "10 MB prompt")
+    for top in ("[]", '"job"', "1", "null", "true"):
+        s.submit(None, "22023", f"spec {top}", spec_text=top)
+    s.submit(None, "22P02", "spec not JSON", spec_text="{id:")
+    s.submit(None, "22P05", "\\u0000 in spec", spec_text='{"id":"a\\u0000"}')
+    s.submit(spec(s, "too-many-q", questions=["q%d" % i for i in range(10001)]), "54000", "10,001 questions")
+    s.submit(spec(s, "too-many-units", models=["m%d" % i for i in range(1000)], questions=["q%d" % i for i in range(1001)]),
+             "54000", "1,001,000 units")
+    s.submit(spec(s, "many-models", models=["m%d" % i for i in range(10000)]), "ok", "10,000 models", created=10000)
+    s.submit(spec(s, "many-q", questions=["q%d" % i for i in range(10000)]), "ok", "10,000 questions", created=10000)
+    s.submit(spec(s, "dup-q", questions=["q"] * 5000 + [" q "] * 5000), "ok", "10,000 duplicate questions", created=1)
+    s.submit(spec(s, "params-10mb", params={"blob": "b" * MB10}), "ok", "10 MB params value", created=1)
+    for depth in (100, 1000, 10000, 100000):
+        s.submit(None, "any", f"params nesting {depth}",
+                 spec_text=json.dumps(spec(s, f"deep-{depth}"))[:-1] + ', "params": {"x": %s}}' % deep_array(depth))
+    s.submit(None, "any", "deep unknown member",
+             spec_text=json.dumps(spec(s, "deep-ignored"))[:-1] + ', "junk": %s}' % deep_array(5000))
+    for label, text in UNICODE.items():
+        s.submit(spec(s, f"u-{label}-{text}", models=[text], regions=[text], questions=[text]), "ok", f"unicode {label}",
+                 created=1)
+    for i, text in enumerate(SQL_LOOKING):
+        s.submit(spec(s, f"sql-{i}-{text}", models=[text], regions=[text], questions=[text]), "ok",
+                 f"sql-looking {text[:12]}", created=1)
+    s.call("submit_job", "SELECT * FROM execguard.submit_job(%s::jsonb)",
+           (json.dumps(spec(s, "unknown-region", regions=["mars"])),), "22023", "region not in execguard.regions",
+           setup="INSERT INTO execguard.regions VALUES ('us-east')")
+    s.submit(spec(s, "utf8-cut", questions=[{"id": "q", "prompt": "p", "x" * 63 + "\u00e9": 1}]), "22023",
+             "multibyte char at the quoted-key cut (questions)")
+    s.call("submit_job", "SELECT * FROM execguard.submit_job(%s::json)", ('{}',), "42883", "json argument")
+    s.call("submit_job", "SELECT * FROM execguard.submit_job(%s::text)", ('{}',), "42883", "text argument")
+
+
+def claim_cases(s):
+    c = "claim_execution"
+    job = s.jid("fanout")
+    full = [job, "a", "r1", "q1", "hostile-worker", "60 seconds", True]
+    rows = s.claim(full, "ok", "claim a submitted key")
+    if not rows or rows[0][0] != "claimed":
+        s.violations.append(f"claim a submitted key: expected claimed, got {rows}")
+    s.claim(full, "ok", "claim the same key again (duplicate)")
+    for i, arg in enumerate(["job_id", "model_id", "region", "question_id", "worker", "lease", "track_owner"]):
+        args = list(full)
+        args[i] = None
+        s.claim(args, "ok" if arg == "worker" else "22004", f"NULL {arg}")
+    for label, v in [("empty", ""), ("blank", "   "), ("long", "x" * 201), ("10 MB", "x" * MB10), ("control", "a\x01b")]:
+        for i, part in enumerate(["job_id", "model_id", "region"]):
+            args = list(full)
+            args[i] = v
+            s.claim(args, "22023", f"{label} {part}")
+    s.claim([job, "a", "r1", "q" * 1001, None, "60 s", True], "22023", "question_id over 1000 bytes")
+    s.claim([job, "a", "r1", "", "w" * 201, "60 s", True], "22023", "worker over 200 bytes")
+    for lease in ["0", "-1 second", "8 days", "1000 years", "178000000 years", "-178000000 years", "1 microsecond",
+                  "7 days", "1 month -40 days", "P1Y", "2147483647 days", "forever", "99999999999999999 years"]:
+        s.claim([job, "a", "r2", "q1", None, lease, True], "any", f"lease {lease}")
+    s.claim([s.jid("never-submitted"), "ghost", "r", "", None, "60 s", True], "ok", "claim a never-submitted key")
+    for label, text in list(UNICODE.items())[:6]:
+        rows = s.claim([s.jid("claim-u-" + text), text, text, text, text, "60 s", False], "ok", f"unicode key {label}")
+    for i, text in enumerate(SQL_LOOKING[:3]):
+        s.claim([s.jid(text), text, text, text, text, "60 s", True], "ok", f"sql-looking key {i}")
+    s.claim([], "42883", "claim_execution(1,2,3)", sql_args="1, 2, 3")
+    s.claim(["a", "b", "c"], "22007", "lease 'soon'", sql_args="%s, %s, %s, '', NULL, 'soon'")
+    s.claim(["a", "b", "c"], "22P02", "track_owner 'maybe'", sql_args="%s, %s, %s, '', NULL, '1s', 'maybe'")
+    s.claim(["a", "b", "c"], "42883", "lease as int", sql_args="%s, %s, %s, '', NULL, 5")
+    s.claim(["b", "c"], "22021", "NUL byte in job_id", sql_args="convert_from('\\x610062', 'UTF8'), %s, %s")
+
+    n = "claim_next"
+    cn = "SELECT * FROM execguard.claim_next(%s, %s, %s::interval, %s::text[], %s::text[], %s)"
+    base = ["hostile", 1, "60 s", None, None, True]
+    for i in (0, 1, 2, 5):
+        args = list(base)
+        args[i] = None
+        s.call(n, cn, tuple(args), "22004", f"claim_next NULL arg {i}")
+    for mc in (0, -1, 10001, -2147483648):
+        s.call(n, cn, ("hostile", mc, "60 s", None, None, True), "22023", f"max_claims {mc}")
+    s.call(n, "SELECT * FROM execguard.claim_next('w', 2147483648)", (), "42883", "max_claims bigint")
+    s.call(n, "SELECT * FROM execguard.claim_next('w', '99999999999')", (), "22003", "max_claims out of int range")
+    s.call(n, cn, ("w" * 201, 1, "60 s", None, None, True), "22023", "long worker")
+    for label, arr in [("NULL element", ["r1", None]), ("empty", [""]), ("long", ["x" * 201]), ("control", ["\x02"])]:
+        s.call(n, cn, ("hostile", 1, "60 s", arr, None, True), "22004" if None in arr else "22023", f"regions {label}")
+        s.call(n, cn, ("hostile", 1, "60 s", None, arr, True), "22004" if None in arr else "22023", f"models {label}")
+    s.call(n, cn, ("hostile", 1, "60 s", ["nowhere%d" % i for i in range(20000)], None, True), "ok",
+           "20,000 region filters", lambda r: None if r == [] else "claimed outside the filter")
+    s.call(n, cn, ("hostile", 1, "60 s", [], [], True), "ok", "empty filters",
+           lambda r: None if r == [] else "claimed with an empty filter")
+    s.call(n, cn, ("hostile", 1, "60 s", ["R1 "], ["  B"], True), "ok", "filters are canonicalised",
+           lambda r: None if len(r) == 1 and r[0][4] == "b" and r[0][5] == "r1" else f"got {r}")
+    for lease in ["0", "-5 minutes", "8 days", "1 year"]:
+        s.call(n, cn, ("hostile", 1, lease, None, None, True), "22023", f"claim_next lease {lease}")
+    rows = s.call(n, cn, ("hostile", 10000, "60 s", None, [s.jid("x")], True), "ok", "max_claims 10000, no match")
+    rows = s.call(n, cn, ("hostile", 3, "60 s", None, ["m1"], False), "ok", "claim_next three")
+    for r in rows or []:
+        s.grants.append((r[0], r[1]))
+
+    # Writes by a grant holder: heartbeat, complete, fail, release.
+    eid, token = s.grants[0]
+    for fn, sql, nargs in [
+        ("heartbeat", "SELECT execguard.heartbeat(%s, %s, %s::interval)", 3),
+        ("complete_execution", "SELECT execguard.complete_execution(%s, %s, %s::jsonb)", 3),
+        ("fail_execution", "SELECT execguard.fail_execution(%s, %s, %s, %s, %s::interval)", 5),
+        ("release_execution", "SELECT execguard.release_execution(%s, %s)", 2),
+    ]:
+        good = {"heartbeat": [eid, token, "60 s"], "complete_execution": [eid, token, '{"r":1}'],
+                "fail_execution": [eid, token, "err", True, None], "release_execution": [eid, token]}[fn]
+        for i in range(nargs):
+            args = list(good)
+            args[i] = None
+            if fn == "fail_execution" and i in (2, 4):
+                # error and retry_after may be NULL: with a stale token, so the grant survives.
+                args[1] = -7
+                s.call(fn, sql, tuple(args), "ok", f"{fn} NULL arg {i}",
+                       lambda r: None if r[0][0] == "stale" else f"got {r}")
+            else:
+                s.call(fn, sql, tuple(args), "22004", f"{fn} NULL arg {i}")
+        for bad_id in (-1, 0, 2 ** 63 - 1, -(2 ** 63)):
+            args = list(good)
+            args[0] = bad_id
+            s.call(fn, sql, tuple(args), "ok", f"{fn} id {bad_id}", lambda r: None if r[0][0] in (False, "stale") else f"accepted {r}")
+            args = list(good)
+            args[1] = bad_id
+            s.call(fn, sql, tuple(args), "ok", f"{fn} token {bad_id}", lambda r: None if r[0][0] in (False, "stale") else f"accepted {r}")
+        s.call(fn, sql.replace("%s, %s", "%s::numeric, %s", 1), tuple([2 ** 64] + good[1:]), "any", f"{fn} id 2^64")
+    s.call("heartbeat", "SELECT execguard.heartbeat(%s, %s, %s::interval)", (eid, token, "-1 s"), "22023", "heartbeat negative lease")
+    s.call("heartbeat", "SELECT execguard.heartbeat(%s, %s, %s::interval)", (eid, token, "30 days"), "22023", "heartbeat 30-day lease")
+    s.call("heartbeat", "SELECT execguard.heartbeat(%s, %s)", (eid, token), "ok", "heartbeat default lease",
+           lambda r: None if r[0][0] is True else "live grant refused")
+    for ra in ("-1 s", "31 days", "1000 years"):
+        s.call("fail_execution", "SELECT execguard.fail_execution(%s, %s, 'e', true, %s::interval)", (eid, token, ra),
+               "22023", f"retry_after {ra}")
+    s.call("fail_execution", "SELECT execguard.fail_execution(%s, %s, %s)", (eid, -5, "e" * MB10), "ok",
+           "10 MB error text, stale token", lambda r: None if r[0][0] == "stale" else f"got {r}")
+    s.call("complete_execution", "SELECT execguard.complete_execution(%s, %s, %s::jsonb)",
+           (eid, token, json.dumps({"text": "\u202e\U0001F600" * 1000, "blob": "x" * MB10})), "ok",
+           "complete with a 10 MB unicode result", lambda r: None if r[0][0] is True else "live grant refused")
+    s.call("complete_execution", "SELECT execguard.complete_execution(%s, %s, %s::jsonb)", (eid, token, '{"again":1}'),
+           "ok", "second completion is refused", lambda r: None if r[0][0] is False else "result overwritten")
+    s.call("complete_execution", "SELECT execguard.complete_execution(%s, %s, %s::jsonb)",
+           (eid, token, '{"x":' + deep_array(100000) + "}"), "54001", "result nested 100,000 deep")
+    s.call("release_execution", "SELECT execguard.release_execution(%s, %s)", (eid, token), "ok",
+           "release after completion", lambda r: None if r[0][0] is False else "released a completed row")
+
+    f = "complete_executions"
+    ce = "SELECT * FROM execguard.complete_executions(%s::bigint[], %s::bigint[], %s::jsonb[])"
+    s.call(f, ce, ([], [], []), "ok", "empty batch", lambda r: None if r == [] else "rows for empty batch")
+    s.call(f, ce, (None, [], []), "22004", "NULL ids array")
+    s.call(f, ce, ([], None, []), "22004", "NULL tokens array")
+    s.call(f, ce, ([], [], None), "22004", "NULL results array")
+    s.call(f, ce, ([1, None], [1, 2], ["{}", "{}"]), "22004", "NULL id element")
+    s.call(f, ce, ([1, 2], [1, None], ["{}", "{}"]), "22004", "NULL token element")
+    s.call(f, ce, ([1, 2], [1, 2], ["{}", None]), "22004", "NULL result element")
+    s.call(f, ce, ([1, 2], [1], ["{}", "{}"]), "22023", "mismatched lengths (tokens)")
+    s.call(f, ce, ([1], [1], ["{}", "{}"]), "22023", "mismatched lengths (results)")
+    s.call(f, ce, ([5, 5], [1, 2], ["{}", "{}"]), "22023", "repeated id")
+    s.call(f, "SELECT * FROM execguard.complete_executions('{{1,2},{3,4}}', '{{1,2},{3,4}}', '{{},{},{},{}}')", (),
+           "any", "2-D arrays")
+    s.call(f, "SELECT * FROM execguard.complete_executions('{{1,2},{3,4}}', '{1,2,3,4}', '{\"{}\",\"{}\",\"{}\",\"{}\"}')",
+           (), "2202E", "2-D ids")
+    s.call(f, "SELECT * FROM execguard.complete_executions('[5:6]={1,2}', '{1,2}', '{\"{}\",\"{}\"}')", (), "any",
+           "non-1 lower bound")
+    rows = s.call("claim_next", "SELECT * FROM execguard.claim_next('hostile-batch', 3, '60 s', NULL, ARRAY['m1'])",
+                  (), "ok", "claim three for a batch completion")
+    if rows:
+        ids, tokens = [r[0] for r in rows], [r[1] for r in rows]
+        s.call(f, ce, (ids + [-1], tokens + [1], ['{"ok":%d}' % i for i in range(len(ids))] + ["{}"]), "ok",
+               "batch completion of live grants plus one stale entry",
+               lambda r, n=len(ids): None if [x[1] for x in r] == [True] * n + [False] else f"got {r}")
+    big = list(range(10 ** 9, 10 ** 9 + 100000))
+    s.call(f, ce, (big, [1] * len(big), ["{}"] * len(big)), "ok", "100,000 stale entries",
+           lambda r: None if len(r) == 100000 and not any(x[1] for x in r) else "accepted a stale entry")
+    s.call(f, ce, (big[:10000], [1] * 9999, ["{}"] * 10000), "22023", "10,000 vs 9,999")
+    s.call(f, ce, ([-(2 ** 63), 2 ** 63 - 1, 0], [0, 0, 0], ["null", "[]", '"x"']), "ok", "extreme ids")
+    s.call(f, "SELECT * FROM execguard.complete_executions(ARRAY[1], ARRAY[1], ARRAY['{}'])", (), "any",
+           "text[] results")
+    s.call(f, "SELECT * FROM execguard.complete_executions(ARRAY[1.5], ARRAY[1], ARRAY['{}'::jsonb])", (), "42883",
+           "numeric ids")
+
+    for fn in ("cancel_job", "retry_job"):
+        sql = f"SELECT execguard.{fn}(%s)"
+        s.call(fn, sql, (None,), "22004", f"{fn} NULL")
+        for label, v in [("empty", ""), ("blank", " \t"), ("long", "x" * 201), ("10 MB", "x" * MB10), ("control", "\x1b[31m")]:
+            s.call(fn, sql, (v,), "22023", f"{fn} {label}")
+        for i, text in enumerate(SQL_LOOKING):
+            s.call(fn, sql, (text,), "ok", f"{fn} sql-looking {i}", lambda r: None if r[0][0] == 0 else f"touched {r}")
+        s.call(fn, sql, (s.jid("no-such-job"),), "ok", f"{fn} unknown job", lambda r: None if r[0][0] == 0 else f"{r}")
+        s.call(fn, f"SELECT execguard.{fn}(42)", (), "42883", f"{fn} integer")
+    s.call("cancel_job", "SELECT execguard.cancel_job(%s)", (s.jid("many-q"),), "ok", "cancel a 10,000-unit job",
+           lambda r: None if r[0][0] == 10000 else f"cancelled {r}")
+    s.call("retry_job", "SELECT execguard.retry_job(%s)", (s.jid("many-q"),), "ok", "retry a cancelled job",
+           lambda r: None if r[0][0] == 0 else f"retried {r}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server-log", default=os.path.join(os.environ.get("EXECGUARD_CLUSTER_DIR", ""), "server.log"))
+    args = parser.parse_args()
+    started = time.time()
+    log_offset = os.path.getsize(args.server_log) if os.path.isfile(args.server_log) else None
+
+    s = Suite(prefix=f"hostile-{os.getpid()}-{int(started)}-")
+    with s.conn.cursor() as cur:
+        cur.execute("SELECT pg_postmaster_start_time(), (SELECT count(*) FROM execguard.jobs), "
+                    "(SELECT count(*) FROM execguard.executions), "
+                    "(SELECT coalesce(max(execution_id), 0) FROM execguard.executions)")
+        postmaster_start, jobs_before, executions_before, max_id_before = cur.fetchone()
+    s.conn.commit()
+
+    normalize_cases(s)
+    submit_cases(s)
+    claim_cases(s)
+
+    with s.conn.cursor() as cur:
+        cur.execute("SELECT pg_postmaster_start_time()")
+        if cur.fetchone()[0] != postmaster_start:
+            s.violations.append("the server restarted during the run (pg_postmaster_start_time changed)")
+            s.crashes += 1
+        cur.execute("SELECT job_id FROM execguard.jobs")
+        jobs_now = {r[0] for r in cur.fetchall()}
+        new_jobs = len(jobs_now) - jobs_before
+        if new_jobs != len(s.submitted) or not set(s.submitted) <= jobs_now:
+            s.violations.append(f"jobs table: {new_jobs} new jobs, valid submit_job calls created {len(s.submitted)}")
+        cur.execute("SELECT job_id, count(*) FROM execguard.executions WHERE execution_id > %s GROUP BY job_id",
+                    (max_id_before,))
+        per_job = dict(cur.fetchall())
+        cur.execute("SELECT count(*) FROM execguard.executions")
+        executions_now = cur.fetchone()[0]
+        # Rows claim_execution created for never-submitted keys (a documented path).
+        cur.execute("SELECT count(*) FROM execguard.executions WHERE execution_id > %s "
+                    "AND job_id NOT IN (SELECT job_id FROM execguard.jobs)", (max_id_before,))
+        claimed_new = cur.fetchone()[0]
+        expected_rows = sum(s.submitted.values()) + claimed_new
+        if executions_now - executions_before != expected_rows:
+            s.violations.append(f"executions: {executions_now - executions_before} new rows, expected {expected_rows}")
+        for job, created in s.submitted.items():
+            if per_job.get(job, 0) != created:
+                s.violations.append(f"job {job[:60]}: {per_job.get(job, 0)} rows, submit_job reported {created}")
+        cur.execute("SELECT count(*) FROM execguard.regions")
+        if cur.fetchone()[0] != 0:
+            s.violations.append("execguard.regions kept a row from a rolled-back call")
+    s.conn.commit()
+
+    if log_offset is None:
+        s.violations.append(f"server log {args.server_log} not found: cannot check for backend crashes")
+    else:
+        with open(args.server_log, "rb") as f:
+            f.seek(log_offset)
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if CRASH_PATTERNS.search(line):
+                    s.crashes += 1
+                    s.violations.append(f"server log: {line[:300]}")
+
+    errors = sum(s.errors.values())
+    by_state = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
+    print(f"hostile: {s.cases} inputs, {errors} clean errors by SQLSTATE ({by_state}), {s.results} results; "
+          f"{s.crashes} crashes ({time.time() - started:.0f} s)")
+    for v in s.violations:
+        print("hostile: VIOLATION " + v)
+    if s.cases < 200:
+        print(f"hostile: VIOLATION only {s.cases} inputs (at least 200 required)")
+        return 1
+    return 1 if s.violations or s.crashes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
