@@ -3,6 +3,8 @@
 
 #include <curl/curl.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -11,6 +13,14 @@
 
 namespace execguard::runner {
 
+namespace {
+// The request body as libcurl reads it (see read_body).
+struct Upload {
+    const std::string* body = nullptr;
+    std::size_t sent = 0;  // bytes handed to libcurl so far
+};
+}  // namespace
+
 struct HttpClient::Transfer {
     HttpTransfer request;
     CURL* easy = nullptr;
@@ -18,6 +28,7 @@ struct HttpClient::Transfer {
     std::string response_body;
     std::map<std::string, std::string> response_headers;
     std::chrono::steady_clock::time_point started;
+    Upload upload;
 
     ~Transfer() {
         if (easy) curl_easy_cleanup(easy);
@@ -26,6 +37,31 @@ struct HttpClient::Transfer {
 };
 
 namespace {
+
+// The request body goes out through a read callback, never POSTFIELDS, so
+// that libcurl cannot send it twice. When a reused keep-alive connection
+// turns out to have been closed by the server after the request went out,
+// libcurl re-sends the request on a new connection by itself, which needs
+// the body rewound: seek_body refuses, and the transfer fails
+// (CURLE_SEND_FAIL_REWIND, a network error) instead of making a second
+// model call for one grant. A retry is a new attempt through the database.
+std::size_t read_body(char* buffer, std::size_t size, std::size_t count, void* user) {
+    auto* upload = static_cast<Upload*>(user);
+    const std::size_t n = std::min(size * count, upload->body->size() - upload->sent);
+    std::memcpy(buffer, upload->body->data() + upload->sent, n);
+    upload->sent += n;
+    return n;
+}
+
+int seek_body(void* user, curl_off_t offset, int origin) {
+    auto* upload = static_cast<Upload*>(user);
+    // Rewinding a body that was never sent is harmless (nothing reached the
+    // server); anything else would be a second request.
+    if (origin == SEEK_SET && offset == 0 && upload->sent == 0) {
+        return CURL_SEEKFUNC_OK;
+    }
+    return CURL_SEEKFUNC_FAIL;
+}
 
 std::size_t write_body(char* data, std::size_t size, std::size_t count, void* user) {
     auto* body = static_cast<std::string*>(user);
@@ -138,8 +174,12 @@ void HttpClient::run() {
             CURL* e = t->easy;
             curl_easy_setopt(e, CURLOPT_URL, t->request.url.c_str());
             curl_easy_setopt(e, CURLOPT_POST, 1L);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request.body.c_str());
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(t->request.body.size()));
+            curl_easy_setopt(e, CURLOPT_READFUNCTION, read_body);
+            t->upload.body = &t->request.body;
+            curl_easy_setopt(e, CURLOPT_READDATA, &t->upload);
+            curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_body);
+            curl_easy_setopt(e, CURLOPT_SEEKDATA, &t->upload);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->request.body.size()));
             curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->header_list);
             curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_body);
             curl_easy_setopt(e, CURLOPT_WRITEDATA, &t->response_body);

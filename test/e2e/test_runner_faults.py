@@ -161,3 +161,24 @@ def test_sigterm_lets_calls_finish_within_the_grace_period_and_claims_nothing_ne
     assert runner.wait(timeout=30) == 0
     assert db.status_counts(job_id) == {"completed": 2, "pending": 2}
     assert fake.count() == 2
+
+
+def test_a_dropped_keepalive_connection_never_makes_libcurl_resend_the_request(db, fake, start_runner,
+                                                                             job_id, region_prefix):
+    # Found by the chaos harness: when the server closed a reused keep-alive
+    # connection without answering, libcurl re-sent the same POST on a new
+    # connection by itself, a second model call for one grant. Now the
+    # attempt fails (network) and the retry is a new grant with a new token.
+    region = region_prefix + "-us-east"
+    runner = start_runner([region], "--concurrency", "1")
+    db.submit_job(spec(job_id + "-warm", region, 1))  # opens the keep-alive connection
+    wait_until(lambda: db.status_counts(job_id + "-warm").get("completed") == 1, what="the warm-up call")
+    fake.control(region=region, mode="close", count=1)
+    db.submit_job(spec(job_id, region, 1))
+    wait_until(lambda: db.status_counts(job_id).get("completed") == 1, what="the job to complete")
+
+    keys = [r["idempotency_key"] for r in fake.requests()]
+    assert len(keys) == len(set(keys)) == 3, keys  # warm-up, dropped attempt 1, attempt 2
+    row = db.executions(job_id)[0]
+    assert row["attempt"] == 2  # a second grant, not a silent second send
+    assert runner.metric('execguard_runner_inference_errors_total{class="network",region="%s"}' % region) == 1

@@ -63,10 +63,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     const std::string_view t = trimmed(raw);
     const std::string expected = (part == EG_KEY_MODEL_ID || part == EG_KEY_REGION) ? ascii_lower(t) : std::string(t);
-    if (call.out != expected) violated(std::string(names[part]) + ": got \"" + call.out + "\", expected \"" + expected + "\"");
+    if (call.out != expected)
+        violated(std::string(names[part]) + ": got \"" + call.out + "\", expected \"" + expected + "\"");
     if (call.out.empty() && part != EG_KEY_QUESTION_ID) violated(std::string(names[part]) + " accepted empty");
     const std::size_t limit = part == EG_KEY_QUESTION_ID ? 1000 : 200;
-    if (call.out.size() > limit) violated(std::string(names[part]) + " accepted over " + std::to_string(limit) + " bytes");
+    if (call.out.size() > limit)
+        violated(std::string(names[part]) + " accepted over " + std::to_string(limit) + " bytes");
     for (unsigned char c : call.out) {
         const bool allowed_in_text = part == EG_KEY_QUESTION_ID && (c == '\t' || c == '\n' || c == '\r');
         if (is_control(c) && !allowed_in_text) violated(std::string(names[part]) + " accepted a control character");

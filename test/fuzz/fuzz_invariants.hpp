@@ -52,19 +52,28 @@ inline bool is_valid_utf8(std::string_view s) {
         const unsigned char c = static_cast<unsigned char>(s[i]);
         std::size_t n;
         unsigned cp;
-        if (c < 0x80) { ++i; continue; }
-        if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
-        else return false;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else
+            return false;
         for (std::size_t k = 1; k <= n; ++k) {
             if (i + k >= s.size()) return false;
             const unsigned char cc = static_cast<unsigned char>(s[i + k]);
             if ((cc & 0xC0) != 0x80) return false;
             cp = (cp << 6) | (cc & 0x3F);
         }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF)) {
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) {
             return false;
         }
         i += n + 1;
@@ -90,13 +99,14 @@ inline bool is_canonical_model_or_region(std::string_view s) {
 inline void check_error(const char* target, eg_status status, const eg_error& error,
                         std::initializer_list<const char*> allowed_prefixes, bool input_is_utf8) {
     if (status != EG_INVALID_PARAMETER && status != EG_PROGRAM_LIMIT && status != EG_OUT_OF_MEMORY) {
-        violated(target, "status " + std::to_string(static_cast<int>(status)) +
-                             " is not an input error; message: " + std::string(error.message, strnlen(error.message, EG_MESSAGE_SIZE)));
+        violated(target, "status " + std::to_string(static_cast<int>(status)) + " is not an input error; message: " +
+                             std::string(error.message, strnlen(error.message, EG_MESSAGE_SIZE)));
     }
     const std::size_t len = strnlen(error.message, EG_MESSAGE_SIZE);
     if (len == EG_MESSAGE_SIZE) violated(target, "error message is not NUL-terminated");
     if (len == 0) violated(target, "error message is empty");
-    if (len >= EG_MESSAGE_SIZE - 1) violated(target, "error message filled the whole buffer (cut off): " + std::string(error.message));
+    if (len >= EG_MESSAGE_SIZE - 1)
+        violated(target, "error message filled the whole buffer (cut off): " + std::string(error.message));
     const std::string_view message(error.message, len);
     if (status != EG_OUT_OF_MEMORY) {
         bool named = false;

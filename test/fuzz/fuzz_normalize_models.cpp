@@ -46,8 +46,7 @@ Call normalize(std::string_view models, const std::vector<std::string>& regions)
     Call call{};
     eg_text out{nullptr, 0};
     std::memset(call.error.message, 0x7f, sizeof(call.error.message));  // no stale NUL to hide behind
-    call.status = eg_normalize_models({models.data(), models.size()}, slices.data(), slices.size(), &out,
-                                      &call.error);
+    call.status = eg_normalize_models({models.data(), models.size()}, slices.data(), slices.size(), &out, &call.error);
     if (call.status == EG_OK) {
         if (out.data == nullptr || out.data[out.len] != '\0') violated("EG_OK without a NUL-terminated result");
         call.out.assign(out.data, out.len);
@@ -93,7 +92,8 @@ json reference(const json& models, const std::vector<std::string>& raw_defaults)
         const std::string id = ascii_lower(trimmed(raw_id));
         std::vector<std::string> regions;
         if (element.is_object() && element.contains("regions") && element["regions"].is_array()) {
-            for (const json& r : element["regions"]) add_unique(regions, ascii_lower(trimmed(r.get_ref<const std::string&>())));
+            for (const json& r : element["regions"])
+                add_unique(regions, ascii_lower(trimmed(r.get_ref<const std::string&>())));
         }
         if (regions.empty()) regions = defaults;
         const std::optional<std::string> name = optional_member(element, "name");
@@ -184,7 +184,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_shape(out, in.size(), !regions.empty());
 
     const json expected = reference(in, regions);
-    if (out != expected) violated("result differs from the reference\n  got:      " + out.dump() + "\n  expected: " + expected.dump());
+    if (out != expected)
+        violated("result differs from the reference\n  got:      " + out.dump() + "\n  expected: " + expected.dump());
 
     // Normalising a normalised list changes nothing.
     const Call again = normalize(call.out, regions);

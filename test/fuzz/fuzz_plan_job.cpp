@@ -58,8 +58,8 @@ void check_key_part(eg_key_part part, const std::string& stored, const char* nam
     eg_error error{};
     const eg_status status = eg_canonical_key_part(part, {stored.data(), stored.size()}, buffer.data(), &len, &error);
     if (status != EG_OK) {
-        violated(std::string("stored ") + name + " is refused by eg_canonical_key_part: " + error.message +
-                 " (value " + json(stored).dump() + ")");
+        violated(std::string("stored ") + name + " is refused by eg_canonical_key_part: " + error.message + " (value " +
+                 json(stored).dump() + ")");
     }
     if (std::string(buffer.data(), len) != stored) {
         violated(std::string("stored ") + name + " is not canonical: " + json(stored).dump());
@@ -127,8 +127,8 @@ void check_plan(const json& p) {
 
     const json& units = p["units"];
     if (!units.is_array() || units.size() != expected_keys.size()) {
-        violated("unit count " + std::to_string(units.size()) + " is not models x regions x questions = " +
-                 std::to_string(expected_keys.size()));
+        violated("unit count " + std::to_string(units.size()) +
+                 " is not models x regions x questions = " + std::to_string(expected_keys.size()));
     }
     std::set<std::tuple<std::string, std::string, std::string>> keys;
     for (const json& u : units) {
@@ -143,7 +143,8 @@ void check_plan(const json& p) {
         check_key_part(EG_KEY_QUESTION_ID, question, "question_id");
         const json& payload = u[3];
         if (payload["job_id"] != job_id || payload["model_id"] != model || payload["region"] != region ||
-            payload["question_id"] != question || !payload["prompt"].is_string() || payload["params"] != spec["params"]) {
+            payload["question_id"] != question || !payload["prompt"].is_string() ||
+            payload["params"] != spec["params"]) {
             violated("payload disagrees with its key: " + u.dump());
         }
     }
@@ -156,8 +157,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Call call = plan(input);
     if (call.status != EG_OK) {
         check_error(kTarget, call.status, call.error,
-                    {"spec", "id ", "regions", "constraints", "models", "metadata", "questions", "benchmark",
-                     "params", "max_attempts", "job has", "model \"", "too many"},
+                    {"spec", "id ", "regions", "constraints", "models", "metadata", "questions", "benchmark", "params",
+                     "max_attempts", "job has", "model \"", "too many"},
                     is_valid_utf8(input));
         return 0;
     }
@@ -170,8 +171,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     const std::string rebuilt = respec(p).dump();
     const Call again = plan(rebuilt);
-    if (again.status != EG_OK) violated("the plan's own canonical spec is refused: " + std::string(again.error.message) +
-                                        "\n  spec: " + rebuilt);
+    if (again.status != EG_OK)
+        violated("the plan's own canonical spec is refused: " + std::string(again.error.message) +
+                 "\n  spec: " + rebuilt);
     const json p2 = json::parse(again.out);
     if (p2["spec"] != p["spec"] || p2["units"] != p["units"] || p2["duplicates_removed"] != 0) {
         violated("not a fixed point:\n  first:  " + p["spec"].dump() + "\n  second: " + p2["spec"].dump());
