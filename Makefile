@@ -15,12 +15,7 @@ EXTVERSION = 0.1.0
 MODULE_big = execguard
 # extension/core: plain C++17, never sees a PostgreSQL header.
 # extension/pg:   the only code that includes PostgreSQL headers.
-CORE_OBJS = \
-	extension/core/canonical.o \
-	extension/core/job_spec.o \
-	extension/core/json_tree.o \
-	extension/core/normalize.o \
-	extension/core/bridge.o
+CORE_OBJS = $(patsubst %.cpp,%.o,$(sort $(wildcard extension/core/*.cpp)))
 PG_OBJS = \
 	extension/pg/module.o \
 	extension/pg/normalize_models.o \

@@ -42,10 +42,43 @@ sql -c "SELECT * FROM execguard.submit_job('$SPEC')"
 step "The executions table: 2 rows, not 4"
 sql -c "SELECT execution_id, job_id, model_id, region, status FROM execguard.executions ORDER BY execution_id"
 
-step "Two workers race the auto-stop check for the same unit: one wins"
-# Each psql call is a short session that ends at once, so these claims opt out
-# of owner tracking (as a client behind a transaction-mode pooler would) and
-# rely on the lease; a tracked claim whose session ended is rescued at once.
-sql -c "SELECT 'worker-a' AS worker, * FROM execguard.claim_execution('dedup-test-1759234649', 'llama3.2-1b', 'us-east', '', 'worker-a', track_owner => false)"
-sql -c "SELECT 'worker-b' AS worker, * FROM execguard.claim_execution('dedup-test-1759234649', 'LLAMA3.2-1B', 'us-east', '', 'worker-b', track_owner => false)"
-sql -c "SELECT claims_claimed, duplicates_prevented_claim, duplicates_prevented_normalization FROM execguard.stats"
+step "Starting the fake OpenAI-compatible server and one execguard-runner"
+# The fake server stands in for vLLM / llama.cpp / Ollama (no model weights
+# here); it records every request it receives, so we can count model calls.
+logs=$cluster/demo-logs
+mkdir -p "$logs"
+/usr/bin/python3 test/fake_inference/fake_server.py --port 0 >"$logs/fake.port" 2>"$logs/fake.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$logs/fake.port" ] && break; sleep 0.1; done
+fake=http://127.0.0.1:$(head -n 1 "$logs/fake.port")
+build/runner/execguard-runner --worker-id demo-runner --metrics-listen 127.0.0.1:0 \
+    --region "us-east=$fake/us-east" --poll-interval 1s >"$logs/runner.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q 'event=metrics_listening' "$logs/runner.log" && break; sleep 0.1; done
+metrics_port=$(sed -n 's/.*event=metrics_listening.*port=\([0-9]*\).*/\1/p' "$logs/runner.log" | head -n 1)
+echo "fake inference server: $fake   runner metrics: http://127.0.0.1:$metrics_port/metrics"
+
+step "The runner claims and executes the 2 executions, once each"
+for _ in $(seq 300); do
+    done_count=$(psql -X -At -c "SELECT count(*) FROM execguard.executions WHERE job_id = 'dedup-test-1759234649' AND status = 'completed'")
+    [ "$done_count" = 2 ] && break
+    sleep 0.1
+done
+sql -c "SELECT execution_id, model_id, region, status, attempt, worker, result->>'text' AS answer
+          FROM execguard.executions ORDER BY execution_id"
+calls=$(curl -fsS "$fake/_requests" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+echo "model calls received by the inference server: $calls (4 model entries in the job)"
+
+step "A redelivered message and a racing worker change nothing"
+sql -c "SELECT * FROM execguard.submit_job('$SPEC')"
+sql -c "SELECT 'late-worker' AS worker, * FROM execguard.claim_execution('dedup-test-1759234649', 'LLAMA3.2-1B', 'us-east', '', 'late-worker', track_owner => false)"
+calls=$(curl -fsS "$fake/_requests" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+echo "model calls now: $calls"
+
+step "Counters (execguard.stats) and a /metrics excerpt"
+sql -c "SELECT claims_claimed, duplicates_prevented_claim, duplicates_prevented_normalization,
+               stale_writes_rejected, executions_completed FROM execguard.stats"
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" |
+    grep -E '^execguard_(runner_claims_total|runner_executions_finished_total\{result="completed"|db_duplicates_prevented_total|runner_inference_duration_seconds_count|db_executions\{)' || true
+echo
+echo "demo: 4 model entries in, 2 executions, $calls model calls, each result written once."
