@@ -42,7 +42,7 @@ spdlog::level::level_enum to_spdlog(Level level) {
 
 }  // namespace
 
-std::string format_fields(LogFormat format, const char* name, Fields fields) {
+std::string format_fields(LogFormat format, const char* name, const Fields& fields) {
     if (format == LogFormat::json) {
         // The pattern supplies '{"ts":...,"level":...,'; this part closes the object.
         std::string out = "\"event\":" + nlohmann::json(name).dump();
@@ -76,7 +76,7 @@ void init(LogFormat format, const std::string& level) {
     spdlog::set_default_logger(logger);
 }
 
-void event(Level level, const char* name, Fields fields) {
+void event(Level level, const char* name, const Fields& fields) {
     auto lvl = to_spdlog(level);
     if (!spdlog::default_logger_raw()->should_log(lvl)) return;
     spdlog::default_logger_raw()->log(lvl, "{}", format_fields(g_format, name, fields));

@@ -17,6 +17,18 @@ namespace execguard::runner {
 
 namespace {
 
+// An event about one execution: job, model, region, execution id and
+// attempt, then the event's own fields.
+void log_execution(log::Level level, const char* name, const ClaimedExecution& claim, log::Fields extra = {}) {
+    log::Fields fields{{"job", claim.job_id},
+                       {"model", claim.model_id},
+                       {"region", claim.region},
+                       {"execution_id", claim.execution_id},
+                       {"attempt", claim.attempt}};
+    fields.insert(fields.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+    log::event(level, name, fields);
+}
+
 // Written only by the signal handlers, read by the work loop.
 volatile std::sig_atomic_t g_stop_signals = 0;
 volatile std::sig_atomic_t g_hup_signals = 0;
@@ -176,22 +188,12 @@ void Runner::stop_in_flight(std::uint64_t transfer_id, StopReason reason) {
         case StopReason::cancelled:
             metrics_.auto_stopped("cancelled");
             metrics_.finished("cancelled");
-            log::info("auto_stopped", {{"reason", "cancelled"},
-                                       {"job", f.claim.job_id},
-                                       {"model", f.claim.model_id},
-                                       {"region", f.claim.region},
-                                       {"execution_id", f.claim.execution_id},
-                                       {"attempt", f.claim.attempt}});
+            log_execution(log::Level::info, "auto_stopped", f.claim, {{"reason", "cancelled"}});
             break;
         case StopReason::lease_lost:
             metrics_.auto_stopped("lease_lost");
             metrics_.finished("stale");
-            log::warn("auto_stopped", {{"reason", "lease_lost"},
-                                       {"job", f.claim.job_id},
-                                       {"model", f.claim.model_id},
-                                       {"region", f.claim.region},
-                                       {"execution_id", f.claim.execution_id},
-                                       {"attempt", f.claim.attempt}});
+            log_execution(log::Level::warn, "auto_stopped", f.claim, {{"reason", "lease_lost"}});
             break;
         case StopReason::shutdown: {
             PendingWrite w{
@@ -254,13 +256,8 @@ void Runner::process_http_completions(TimePoint now) {
                 w.retry_after_seconds =
                     std::max(*w.retry_after_seconds, until_probe + 2 * breaker.current_cooldown_seconds());
             }
-            log::warn("inference_failed", {{"job", f.claim.job_id},
-                                           {"model", f.claim.model_id},
-                                           {"region", region},
-                                           {"execution_id", f.claim.execution_id},
-                                           {"attempt", f.claim.attempt},
-                                           {"class", to_string(r.error_class)},
-                                           {"error", r.error_message}});
+            log_execution(log::Level::warn, "inference_failed", f.claim,
+                          {{"class", to_string(r.error_class)}, {"error", r.error_message}});
         }
         if (f.probe) next_probe_claim_[region] = now;
         pending_writes_.push_back(std::move(w));
@@ -307,17 +304,9 @@ void Runner::flush_writes() {
             const auto& w = pending_writes_[positions[k]];
             metrics_.finished(accepted[k] ? "completed" : "stale");
             if (accepted[k])
-                log::info("execution_completed", {{"job", w.claim.job_id},
-                                                  {"model", w.claim.model_id},
-                                                  {"region", w.claim.region},
-                                                  {"execution_id", w.claim.execution_id},
-                                                  {"attempt", w.claim.attempt}});
+                log_execution(log::Level::info, "execution_completed", w.claim);
             else
-                log::warn("completion_refused", {{"job", w.claim.job_id},
-                                                 {"model", w.claim.model_id},
-                                                 {"region", w.claim.region},
-                                                 {"execution_id", w.claim.execution_id},
-                                                 {"attempt", w.claim.attempt}});
+                log_execution(log::Level::warn, "completion_refused", w.claim);
         }
         for (auto it = positions.rbegin(); it != positions.rend(); ++it)
             pending_writes_.erase(pending_writes_.begin() + static_cast<std::ptrdiff_t>(*it));
@@ -332,25 +321,15 @@ void Runner::flush_writes() {
                                      : outcome == "failed"        ? "failed"
                                                                   : "stale";
                 metrics_.finished(result);
-                log::info("execution_failed",
-                          {{"job", w.claim.job_id},
-                           {"model", w.claim.model_id},
-                           {"region", w.claim.region},
-                           {"execution_id", w.claim.execution_id},
-                           {"attempt", w.claim.attempt},
-                           {"outcome", outcome},
-                           {"class", to_string(w.error_class)},
-                           {"retry_after_s",
-                            w.retry_after_seconds ? nlohmann::json(*w.retry_after_seconds) : nlohmann::json()}});
+                log_execution(log::Level::info, "execution_failed", w.claim,
+                              {{"outcome", outcome},
+                               {"class", to_string(w.error_class)},
+                               {"retry_after_s",
+                                w.retry_after_seconds ? nlohmann::json(*w.retry_after_seconds) : nlohmann::json()}});
             } else if (w.kind == PendingWrite::Kind::release) {
                 const bool released = db_.release_execution(w.claim.execution_id, w.claim.fencing_token);
                 metrics_.finished(released ? "released" : "stale");
-                log::info("execution_released", {{"job", w.claim.job_id},
-                                                 {"model", w.claim.model_id},
-                                                 {"region", w.claim.region},
-                                                 {"execution_id", w.claim.execution_id},
-                                                 {"attempt", w.claim.attempt},
-                                                 {"accepted", released}});
+                log_execution(log::Level::info, "execution_released", w.claim, {{"accepted", released}});
             }
         } catch (const DbError& e) {
             if (e.connection_lost() || !db_.connected()) throw;
@@ -496,12 +475,7 @@ void Runner::start_execution(ClaimedExecution claim, bool probe, TimePoint now) 
         "Idempotency-Key: execguard-" + std::to_string(claim.execution_id) + "-" + std::to_string(claim.fencing_token),
         "X-Execguard-Worker: " + config_.worker_id};
     if (!endpoint->api_key.empty()) transfer.headers.push_back("Authorization: Bearer " + endpoint->api_key);
-    log::info("execution_started", {{"job", claim.job_id},
-                                    {"model", claim.model_id},
-                                    {"region", claim.region},
-                                    {"execution_id", claim.execution_id},
-                                    {"attempt", claim.attempt},
-                                    {"probe", probe}});
+    log_execution(log::Level::info, "execution_started", claim, {{"probe", probe}});
     InFlight f;
     f.endpoint = endpoint;
     f.model_sent = request.model_sent;
