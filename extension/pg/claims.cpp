@@ -54,6 +54,12 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 #define MAX_RETRY_AFTER_SECONDS (30.0 * 24 * 3600)
 #define MAX_CLAIMS_PER_CALL 10000
 #define MAX_WORKER_BYTES 200
+/*
+ * claim_next's region and model filters: each row scanned is compared with
+ * every entry (a parameter array is not hashed), so a filter this long is a
+ * mistake, and a much longer one would make every claim scan slow.
+ */
+#define MAX_FILTER_ENTRIES 1000
 /* A claim that keeps losing races this often reports it instead of spinning. */
 #define MAX_CLAIM_ROUNDS 32
 
@@ -139,6 +145,10 @@ key_filter_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char 
 		return (Datum) 0;
 	array = PG_GETARG_ARRAYTYPE_P(argno);
 	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elements, &nulls, &n);
+	if (n > MAX_FILTER_ENTRIES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s has %d entries (at most %d)", name, n, MAX_FILTER_ENTRIES)));
 	for (int i = 0; i < n; i++)
 	{
 		if (nulls[i])
