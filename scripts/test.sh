@@ -90,6 +90,37 @@ if [ -d test/e2e ]; then
     [ "$e2e_bad" -gt 0 ] && grep -E '^(FAILED|ERROR)' "$log_dir/e2e.log" | sed 's/^/  /'
 fi
 
+# The same unit and end-to-end tests once more against an AddressSanitizer +
+# UndefinedBehaviorSanitizer build; every sanitizer report is written to
+# $asan_dir, which must stay empty.
+asan_dir=$log_dir/sanitizer-reports
+mkdir -p "$asan_dir"
+if cmake -S . -B build-asan -DEXECGUARD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >"$log_dir/asan-build.log" 2>&1 &&
+    cmake --build build-asan -j2 --target core_unit_tests runner_unit_tests execguard-runner >>"$log_dir/asan-build.log" 2>&1; then
+    export ASAN_OPTIONS="log_path=$asan_dir/asan:detect_leaks=1:abort_on_error=0"
+    export UBSAN_OPTIONS="log_path=$asan_dir/ubsan:print_stacktrace=1"
+    ctest --test-dir build-asan -E fuzz_short >"$log_dir/ctest-asan.log" 2>&1
+    summary=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log_dir/ctest-asan.log" | tail -n 1)
+    total=$(echo "$summary" | sed -E 's/.* out of ([0-9]+).*/\1/')
+    bad=$(echo "$summary" | sed -E 's/.*passed, ([0-9]+) tests failed.*/\1/')
+    [ -n "$summary" ] && record ctest_sanitized $((total - bad)) "$bad" || record ctest_sanitized 0 1
+    EXECGUARD_RUNNER_BIN=$EG_ROOT/build-asan/runner/execguard-runner \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider test/e2e >"$log_dir/e2e-asan.log" 2>&1
+    line=$(grep -E '[0-9]+ (passed|failed)' "$log_dir/e2e-asan.log" | tail -n 1)
+    record e2e_sanitized_runner "$(echo "$line" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')" \
+        "$(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | awk '{s += $1} END {print s + 0}')"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+    if [ -n "$(ls -A "$asan_dir")" ]; then
+        record sanitizer_reports_none 0 1
+        head -n 40 "$asan_dir"/* | sed 's/^/  /'
+    else
+        record sanitizer_reports_none 1 0
+    fi
+else
+    record sanitizer_build 0 1
+    tail -n 20 "$log_dir/asan-build.log"
+fi
+
 [ -x test/chaos/run.sh ] && run_one chaos_short test/chaos/run.sh --duration 120
 [ -x bench/normalize/run.sh ] && run_one bench_normalize_smoke bench/normalize/run.sh --quick
 [ -x bench/claims/run.sh ] && run_one bench_claims_smoke bench/claims/run.sh --quick

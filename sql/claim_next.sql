@@ -5,6 +5,9 @@
 -- takes any due row, so the file starts from empty tables.
 --
 TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+-- Rescue in every call, so the order is exact (the busy path, which may
+-- skip it between passes, is tested at the end).
+SET execguard.rescue_interval = 0;
 
 CREATE FUNCTION pg_temp.prompts(n int) RETURNS jsonb LANGUAGE sql AS $$
     SELECT jsonb_agg('q' || i ORDER BY i) FROM generate_series(1, n) AS i
@@ -78,6 +81,19 @@ SELECT owner_pid IS NULL AS no_pid, owner_backend_start IS NULL AS no_start, wor
 
 -- Nothing is claimed twice: every row above was granted to one caller at a time.
 SELECT job_id, count(*) AS rows, sum(attempt) AS attempts FROM execguard.executions GROUP BY job_id ORDER BY job_id;
+
+-- The busy path: within execguard.rescue_interval of its last rescue pass,
+-- a session takes due pending rows first and rescues only when they do not
+-- fill max_claims.
+TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-busy", "models": ["m"], "regions": ["busy"], "questions": ["q1", "q2", "q3"]}');
+SELECT question_id FROM execguard.claim_next('w-busy', 1, lease => '10 ms', regions => '{busy}');
+SELECT pg_sleep(0.05);
+SET execguard.rescue_interval = '1min';
+SELECT question_id, attempt FROM execguard.claim_next('w-busy', 1, regions => '{busy}');
+SELECT question_id, attempt FROM execguard.claim_next('w-busy', 2, regions => '{busy}') ORDER BY question_id;
+SELECT reset_val, unit FROM pg_settings WHERE name = 'execguard.rescue_interval';
+RESET execguard.rescue_interval;
 
 -- Argument errors.
 SELECT * FROM execguard.claim_next(NULL);

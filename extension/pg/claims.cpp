@@ -32,6 +32,7 @@ extern "C"
 
 #include "core_call.h"
 #include "owner.h"
+#include "settings.h"
 #include "spi_plans.h"
 #include "srf.h"
 #include "stats.h"
@@ -554,6 +555,33 @@ static EgStatement claim_next_statement = {
 	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
 
+/*
+ * The common case of claim_next, due pending rows only: the same "pending"
+ * part as claim_next_statement (same parameters and output columns), with
+ * a fraction of its plan to start. See claim_next for when each runs.
+ */
+static EgStatement claim_pending_statement = {
+	"WITH pending AS ("
+	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
+	"   WHERE e.execution_id = ANY (ARRAY("
+	"           SELECT execution_id FROM execguard.executions "
+	"            WHERE status = 'pending' "
+	"              AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
+	"            ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED)) "
+	"     AND e.status = 'pending' "
+	"  RETURNING " CLAIMED_COLUMNS ") "
+	"SELECT *, false, " CS(ROW_CLAIMED) " FROM pending",
+	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
+};
+
+/*
+ * Rescues (expired leases, dead owners) and the failing of exhausted claims
+ * run in a session's calls at least every execguard.rescue_interval, and in
+ * every call whose pending rows did not fill max_claims, so an idle or
+ * starving worker rescues at once and a busy one within the interval.
+ */
+static TimestampTz last_rescue_pass = 0;
+
 /* Marks the running claims of owners that are gone; see owner.h. */
 static void
 sweep_dead_owners(void)
@@ -643,6 +671,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	int32		max_claims;
 	ClaimNextCounts counts = {0, 0, 0, 0};
 	bool		track_owner;
+	TimestampTz now;
 
 	require_arg(fcinfo, 0, "worker");
 	values[0] = worker_arg(fcinfo, 0, &isnull);
@@ -664,7 +693,18 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	SPI_connect();
 	sweep_dead_owners();
 	values[1] = Int32GetDatum(max_claims);
-	emit_claimed(rsinfo, eg_execute(&claim_next_statement, values, nulls, 0), &counts);
+	now = GetCurrentTimestamp();
+	if (now - last_rescue_pass < (TimestampTz) eg_rescue_interval_ms * 1000)
+	{
+		/* Busy path: pending rows only, unless they do not fill the request. */
+		emit_claimed(rsinfo, eg_execute(&claim_pending_statement, values, nulls, 0), &counts);
+		values[1] = Int32GetDatum(max_claims - (int32) counts.claimed);
+	}
+	if (counts.claimed < (uint64) max_claims)
+	{
+		emit_claimed(rsinfo, eg_execute(&claim_next_statement, values, nulls, 0), &counts);
+		last_rescue_pass = now;
+	}
 	SPI_finish();
 
 	eg_count(EG_CLAIMS_CLAIMED, counts.claimed);

@@ -18,7 +18,27 @@ extern "C"
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "settings.h"
 #include "stats.h"
+#include "utils/guc.h"
+}
+
+int			eg_rescue_interval_ms = 100;
+
+void
+eg_define_settings(void)
+{
+	DefineCustomIntVariable("execguard.rescue_interval",
+							"How often a busy claim_next session also rescues expired or orphaned claims.",
+							"claim_next always rescues when due pending rows do not fill max_claims; "
+							"otherwise at most this often per session. 0 rescues on every call.",
+							&eg_rescue_interval_ms,
+							100, 0, 60 * 1000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("execguard");
+#endif
 }
 
 extern "C"
@@ -31,6 +51,8 @@ PGDLLEXPORT void _PG_init(void);
 extern "C" void
 _PG_init(void)
 {
+	eg_define_settings();
+
 	/*
 	 * Shared memory can only be reserved while the postmaster loads
 	 * preloaded libraries. Loaded later, every function but the counters

@@ -1,0 +1,17 @@
+/*
+ * extension/pg/settings.h
+ *
+ * execguard's configuration parameters (GUCs), defined in _PG_init.
+ */
+#ifndef EXECGUARD_PG_SETTINGS_H
+#define EXECGUARD_PG_SETTINGS_H
+
+/*
+ * execguard.rescue_interval (ms): how often a busy claim_next session also
+ * runs the rescue of expired or orphaned claims; 0 means every call.
+ */
+extern int	eg_rescue_interval_ms;
+
+extern void eg_define_settings(void);
+
+#endif							/* EXECGUARD_PG_SETTINGS_H */
