@@ -399,42 +399,40 @@ void Runner::claim(TimePoint now) {
         claim_wanted_ = false;
         next_poll_ = now + seconds_to_duration(config_.poll_interval_seconds);
         if (!closed_regions.empty()) {
-            std::vector<ClaimedExecution> claimed;
-            try {
-                claimed = db_.claim_next(config_.worker_id, free_slots, config_.lease_seconds, closed_regions,
-                                         config_.models, !config_.pooler_mode);
-            } catch (const DbError& e) {
-                metrics_.claim_query("error");
-                if (e.connection_lost() || !db_.connected()) throw;
-                log::error("db_error", {{"during", "claim_next"}, {"error", e.what()}});
-                return;
-            }
-            metrics_.claim_query(claimed.empty() ? "empty" : "granted");
+            auto claimed = claim_for(free_slots, closed_regions);
+            if (!claimed) return;
             // A full batch suggests more is due: claim again as soon as a slot frees.
-            if (static_cast<int>(claimed.size()) == free_slots) claim_wanted_ = true;
-            for (auto& c : claimed) start_execution(std::move(c), false, now);
+            if (static_cast<int>(claimed->size()) == free_slots) claim_wanted_ = true;
+            for (auto& c : *claimed) start_execution(std::move(c), false, now);
         }
     }
     for (const auto& region : probe_regions) {
         if (config_.concurrency - static_cast<int>(in_flight_.size()) <= 0) break;
-        std::vector<ClaimedExecution> claimed;
-        try {
-            claimed = db_.claim_next(config_.worker_id, 1, config_.lease_seconds, {region}, config_.models,
-                                     !config_.pooler_mode);
-        } catch (const DbError& e) {
-            metrics_.claim_query("error");
-            if (e.connection_lost() || !db_.connected()) throw;
-            log::error("db_error", {{"during", "claim_next"}, {"error", e.what()}});
-            return;
-        }
-        metrics_.claim_query(claimed.empty() ? "empty" : "granted");
+        auto claimed = claim_for(1, {region});
+        if (!claimed) return;
         // Nothing due for this region: look again at the next poll.
         next_probe_claim_[region] = now + seconds_to_duration(config_.poll_interval_seconds);
-        for (auto& c : claimed) {
+        for (auto& c : *claimed) {
             log::info("circuit_breaker_probe", {{"region", region}, {"execution_id", c.execution_id}});
             start_execution(std::move(c), true, now);
         }
     }
+}
+
+std::optional<std::vector<ClaimedExecution>> Runner::claim_for(int max_claims,
+                                                               const std::vector<std::string>& regions) {
+    std::vector<ClaimedExecution> claimed;
+    try {
+        claimed = db_.claim_next(config_.worker_id, max_claims, config_.lease_seconds, regions, config_.models,
+                                 !config_.pooler_mode);
+    } catch (const DbError& e) {
+        metrics_.claim_query("error");
+        if (e.connection_lost() || !db_.connected()) throw;
+        log::error("db_error", {{"during", "claim_next"}, {"error", e.what()}});
+        return std::nullopt;
+    }
+    metrics_.claim_query(claimed.empty() ? "empty" : "granted");
+    return claimed;
 }
 
 void Runner::start_execution(ClaimedExecution claim, bool probe, TimePoint now) {

@@ -72,6 +72,9 @@ private:
     void send_heartbeats(TimePoint now);
     void claim(TimePoint now);
     void start_execution(ClaimedExecution claim, bool probe, TimePoint now);
+    // claim_next for these regions, counted; nullopt after a query error that
+    // left the connection up (logged). A lost connection throws.
+    std::optional<std::vector<ClaimedExecution>> claim_for(int max_claims, const std::vector<std::string>& regions);
     void stop_in_flight(std::uint64_t transfer_id, StopReason reason);
     void update_breakers(TimePoint now);
     void wait(TimePoint now);

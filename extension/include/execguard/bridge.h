@@ -25,28 +25,28 @@ extern "C" {
 #endif
 
 typedef enum eg_status {
-	EG_OK = 0,
-	EG_INVALID_PARAMETER,		/* SQLSTATE 22023 */
-	EG_PROGRAM_LIMIT,			/* SQLSTATE 54000 */
-	EG_OUT_OF_MEMORY,			/* SQLSTATE 53200 */
-	EG_INTERNAL					/* SQLSTATE XX000: a bug in execguard */
+    EG_OK = 0,
+    EG_INVALID_PARAMETER, /* SQLSTATE 22023 */
+    EG_PROGRAM_LIMIT,     /* SQLSTATE 54000 */
+    EG_OUT_OF_MEMORY,     /* SQLSTATE 53200 */
+    EG_INTERNAL           /* SQLSTATE XX000: a bug in execguard */
 } eg_status;
 
 #define EG_MESSAGE_SIZE 512
 
 typedef struct eg_error {
-	char		message[EG_MESSAGE_SIZE];
+    char message[EG_MESSAGE_SIZE];
 } eg_error;
 
 typedef struct eg_text {
-	char	   *data;			/* malloc'd, NUL-terminated */
-	size_t		len;
+    char* data; /* malloc'd, NUL-terminated */
+    size_t len;
 } eg_text;
 
 /* A borrowed string: not NUL-terminated. */
 typedef struct eg_slice {
-	const char *data;
-	size_t		len;
+    const char* data;
+    size_t len;
 } eg_slice;
 
 /*
@@ -56,20 +56,20 @@ typedef struct eg_slice {
  * are borrowed (for the PostgreSQL adapter: straight out of the Jsonb).
  */
 typedef enum eg_json_kind {
-	EG_JSON_NULL,
-	EG_JSON_FALSE,
-	EG_JSON_TRUE,
-	EG_JSON_NUMBER,
-	EG_JSON_STRING,
-	EG_JSON_ARRAY,
-	EG_JSON_OBJECT
+    EG_JSON_NULL,
+    EG_JSON_FALSE,
+    EG_JSON_TRUE,
+    EG_JSON_NUMBER,
+    EG_JSON_STRING,
+    EG_JSON_ARRAY,
+    EG_JSON_OBJECT
 } eg_json_kind;
 
 typedef struct eg_json_node {
-	eg_json_kind kind;
-	eg_slice	key;			/* member name when the parent is an object */
-	eg_slice	text;			/* the value, for a string */
-	size_t		end;			/* index just past this node's subtree */
+    eg_json_kind kind;
+    eg_slice key;  /* member name when the parent is an object */
+    eg_slice text; /* the value, for a string */
+    size_t end;    /* index just past this node's subtree */
 } eg_json_node;
 
 /*
@@ -78,38 +78,37 @@ typedef struct eg_json_node {
  * eg_models_free(). provider.data is NULL for JSON null.
  */
 typedef struct eg_model_out {
-	eg_slice	id;
-	eg_slice	name;
-	eg_slice	provider;
-	size_t		first_region;	/* index into eg_models.regions */
-	size_t		n_regions;
+    eg_slice id;
+    eg_slice name;
+    eg_slice provider;
+    size_t first_region; /* index into eg_models.regions */
+    size_t n_regions;
 } eg_model_out;
 
 typedef struct eg_models {
-	eg_model_out *models;
-	size_t		n_models;
-	eg_slice   *regions;
-	void	   *arena;
+    eg_model_out* models;
+    size_t n_models;
+    eg_slice* regions;
+    void* arena;
 } eg_models;
 
-eg_status	eg_normalize_model_tree(const eg_json_node *nodes, size_t n_nodes,
-									const eg_slice *default_regions, size_t n_default_regions,
-									eg_models *out, eg_error *error) EG_NOEXCEPT;
+eg_status eg_normalize_model_tree(const eg_json_node* nodes, size_t n_nodes, const eg_slice* default_regions,
+                                  size_t n_default_regions, eg_models* out, eg_error* error) EG_NOEXCEPT;
 
-void		eg_models_free(eg_models *models) EG_NOEXCEPT;
+void eg_models_free(eg_models* models) EG_NOEXCEPT;
 
 /* normalize_models(models, default_regions) on JSON text. */
-eg_status	eg_normalize_models(eg_slice models_json, const eg_slice *default_regions,
-								size_t n_default_regions, eg_text *out, eg_error *error) EG_NOEXCEPT;
+eg_status eg_normalize_models(eg_slice models_json, const eg_slice* default_regions, size_t n_default_regions,
+                              eg_text* out, eg_error* error) EG_NOEXCEPT;
 
 /* submit_job's plan: see execguard/core/job_spec.hpp for the JSON it returns. */
-eg_status	eg_plan_job(eg_slice spec_json, eg_text *out, eg_error *error) EG_NOEXCEPT;
+eg_status eg_plan_job(eg_slice spec_json, eg_text* out, eg_error* error) EG_NOEXCEPT;
 
 typedef enum eg_key_part {
-	EG_KEY_JOB_ID,				/* trimmed */
-	EG_KEY_MODEL_ID,			/* trimmed, lower-cased */
-	EG_KEY_REGION,				/* trimmed, lower-cased */
-	EG_KEY_QUESTION_ID			/* trimmed; '' allowed (the single-prompt unit) */
+    EG_KEY_JOB_ID,     /* trimmed */
+    EG_KEY_MODEL_ID,   /* trimmed, lower-cased */
+    EG_KEY_REGION,     /* trimmed, lower-cased */
+    EG_KEY_QUESTION_ID /* trimmed; '' allowed (the single-prompt unit) */
 } eg_key_part;
 
 /*
@@ -117,13 +116,13 @@ typedef enum eg_key_part {
  * submit_job stores it. `out` must have room for raw.len + 1 bytes; the
  * canonical form is never longer than the input.
  */
-eg_status	eg_canonical_key_part(eg_key_part part, eg_slice raw, char *out, size_t *out_len,
-								  eg_error *error) EG_NOEXCEPT;
+eg_status eg_canonical_key_part(eg_key_part part, eg_slice raw, char* out, size_t* out_len,
+                                eg_error* error) EG_NOEXCEPT;
 
-void		eg_text_free(eg_text *text) EG_NOEXCEPT;
+void eg_text_free(eg_text* text) EG_NOEXCEPT;
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif							/* EXECGUARD_BRIDGE_H */
+#endif /* EXECGUARD_BRIDGE_H */
