@@ -132,12 +132,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     CHAOS.rng.seed(args.seed)
-    server = fake_server.Server((args.host, args.port), ChaosHandler)
-    print(server.server_address[1], flush=True)
-    try:
-        server.serve_forever(poll_interval=0.1)
-    except KeyboardInterrupt:
-        pass
+    fake_server.serve(args.host, args.port, ChaosHandler)
 
 
 if __name__ == "__main__":

@@ -220,17 +220,22 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server = Server((args.host, args.port), Handler)
+def serve(host, port, handler):
+    """Serves until interrupted; the bound port goes to stdout first."""
+    server = Server((host, port), handler)
     print(server.server_address[1], flush=True)
     try:
         server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:
         pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    serve(args.host, args.port, Handler)
 
 
 if __name__ == "__main__":
