@@ -17,6 +17,7 @@
 namespace {
 
 using execguard::fuzz::ascii_lower;
+using execguard::fuzz::Call;
 using execguard::fuzz::check_error;
 using execguard::fuzz::is_control;
 using execguard::fuzz::is_valid_utf8;
@@ -25,12 +26,6 @@ using execguard::fuzz::trimmed;
 constexpr const char* kTarget = "fuzz_canonical_key_part";
 
 void violated(const std::string& what) { execguard::fuzz::violated(kTarget, what); }
-
-struct Call {
-    eg_status status;
-    std::string out;
-    eg_error error;
-};
 
 Call canonical(eg_key_part part, std::string_view raw) {
     Call call{};

@@ -19,6 +19,13 @@ namespace execguard::fuzz {
 
 inline constexpr std::size_t kMaxIdentifierBytes = 200;
 
+// One call through the bridge: its status, its output, its error message.
+struct Call {
+    eg_status status;
+    std::string out;
+    eg_error error;
+};
+
 [[noreturn]] inline void violated(const char* target, const std::string& what) {
     std::fprintf(stderr, "\n=== INVARIANT VIOLATED in %s: %s\n", target, what.c_str());
     std::fflush(stderr);

@@ -24,6 +24,7 @@
 namespace {
 
 using execguard::fuzz::ascii_lower;
+using execguard::fuzz::Call;
 using execguard::fuzz::check_error;
 using execguard::fuzz::is_canonical_model_or_region;
 using execguard::fuzz::is_valid_utf8;
@@ -33,12 +34,6 @@ using nlohmann::json;
 constexpr const char* kTarget = "fuzz_normalize_models";
 
 void violated(const std::string& what) { execguard::fuzz::violated(kTarget, what); }
-
-struct Call {
-    eg_status status;
-    std::string out;
-    eg_error error;
-};
 
 Call normalize(std::string_view models, const std::vector<std::string>& regions) {
     std::vector<eg_slice> slices;

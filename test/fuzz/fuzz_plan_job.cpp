@@ -21,6 +21,7 @@
 
 namespace {
 
+using execguard::fuzz::Call;
 using execguard::fuzz::check_error;
 using execguard::fuzz::is_canonical_model_or_region;
 using execguard::fuzz::is_valid_utf8;
@@ -29,12 +30,6 @@ using nlohmann::json;
 constexpr const char* kTarget = "fuzz_plan_job";
 
 void violated(const std::string& what) { execguard::fuzz::violated(kTarget, what); }
-
-struct Call {
-    eg_status status;
-    std::string out;
-    eg_error error;
-};
 
 Call plan(std::string_view spec) {
     Call call{};
