@@ -97,3 +97,25 @@ SELECT execguard.normalize_models('["a"]', NULL) IS NULL AS null_regions;
 -- IMMUTABLE and STRICT as declared.
 SELECT provolatile, proisstrict, proparallel
   FROM pg_proc WHERE oid = 'execguard.normalize_models(jsonb, text[])'::regprocedure;
+
+-- The result is written in Jsonb's binary format by execguard itself: its
+-- image must be byte for byte the one PostgreSQL builds for the same value
+-- (*= compares records by image), around the format's boundaries: every 32nd child
+-- stores an offset, not a length; null and multibyte providers; no regions.
+SELECT count(*) AS inputs,
+       count(*) FILTER (WHERE NOT ROW(r)::record *= ROW(r::text::jsonb)::record) AS images_differing
+  FROM (SELECT execguard.normalize_models(
+                   (SELECT jsonb_agg(CASE WHEN i % 3 = 0 THEN to_jsonb('M' || i % (n / 2 + 1))
+                                          ELSE jsonb_strip_nulls(jsonb_build_object(
+                                                   'id', ' m' || i % (n / 2 + 1),
+                                                   'name', CASE WHEN i % 4 = 0 THEN 'Nämé ' || i END,
+                                                   'provider', CASE WHEN i % 5 = 0 THEN 'prövider-' || i % (n / 2 + 1) END,
+                                                   'regions', (SELECT coalesce(jsonb_agg('r' || k), '[]')
+                                                                 FROM generate_series(1, (i * 7) % (k_max + 1)) AS k)))
+                                     END)
+                      FROM generate_series(1, n) AS i),
+                   CASE WHEN n % 2 = 0 THEN '{d1,d2}'::text[] ELSE '{}' END) AS r
+          FROM generate_series(0, 70) AS n, (VALUES (0), (1), (31), (32), (33), (65)) AS m(k_max)
+         WHERE n > 0) AS results;
+SELECT ROW(r)::record *= ROW(r::text::jsonb)::record AS empty_image_equal
+  FROM execguard.normalize_models('[]') AS r;

@@ -6,8 +6,9 @@
  *
  * The Jsonb is read in place into the core's flat eg_json_node form (strings
  * are borrowed from the detoasted datum, nothing is printed or re-parsed),
- * and the result is built with pushJsonbValue. The core's result lives in
- * one malloc'd arena, freed in PG_FINALLY once the Jsonb is built.
+ * and the result is written in Jsonb's binary format (models_to_jsonb).
+ * The core's result lives in one malloc'd arena, freed in PG_FINALLY once
+ * the Jsonb is built.
  */
 /* PostgreSQL declares its API with C linkage only when asked to. */
 extern "C"
@@ -163,61 +164,179 @@ jsonb_to_nodes(Jsonb *document, size_t *n_nodes)
 	return nodes;
 }
 
-static void
-push_key(JsonbParseState **state, const char *key)
-{
-	JsonbValue	value;
+/*
+ * The result, [{id, name, provider, regions}], is written straight in
+ * Jsonb's binary format (utils/jsonb.h) into one buffer sized up front.
+ * Building it with pushJsonbValue and JsonbValueToJsonb cost more than the
+ * normalisation: a JsonbValue tree, a sort of every object's keys, and an
+ * output buffer grown by doubling and copying. The layout below is the one
+ * convertToJsonb produces, byte for byte (the regression tests compare the
+ * images, see sql/normalize_models.sql):
+ *
+ *   container  uint32 header (count | JB_FARRAY or JB_FOBJECT), then one
+ *              JEntry per child (an object's keys first, then its values),
+ *              then the children's data in the same order. Each container
+ *              starts 4-byte aligned, and the padding before it counts as
+ *              part of the child's length in the parent's JEntry.
+ *   JEntry     type bits | length of the child, except every
+ *              JB_OFFSET_STRIDE-th child, which stores its end offset from
+ *              the start of the data area, with JENTRY_HAS_OFF.
+ *   object     keys sorted by length, then bytes: id, name, regions,
+ *              provider.
+ */
+#define MODEL_OBJECT_CHILDREN 8
+static const char kModelKeys[] = "idnameregionsprovider";
 
-	value.type = jbvString;
-	value.val.string.val = (char *) key;
-	value.val.string.len = (int) strlen(key);
-	pushJsonbValue(state, WJB_KEY, &value);
+static inline size_t
+align4(size_t offset)
+{
+	return (offset + 3) & ~(size_t) 3;
 }
 
-static void
-push_string(JsonbParseState **state, JsonbIteratorToken token, eg_slice text)
+static inline void
+put_uint32(char *buffer, size_t offset, uint32 value)
 {
-	JsonbValue	value;
-
-	if (text.data == NULL)
-		value.type = jbvNull;
-	else
-	{
-		value.type = jbvString;
-		value.val.string.val = (char *) text.data;
-		value.val.string.len = (int) text.len;
-	}
-	pushJsonbValue(state, token, &value);
+	memcpy(buffer + offset, &value, sizeof(uint32));
 }
 
-/* [{id, name, provider, regions}] */
-static Jsonb *
-models_to_jsonb(const eg_models *models)
+/* The JEntry of the i-th child that ends at "end" and is "length" long. */
+static inline uint32
+child_entry(uint32 type, size_t i, size_t end, size_t length)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	if (i % JB_OFFSET_STRIDE == 0)
+		return type | (uint32) end | JENTRY_HAS_OFF;
+	return type | (uint32) length;
+}
 
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+/* Bytes of the result at most (exact but for alignment padding). */
+static size_t
+models_jsonb_bound(const eg_models *models)
+{
+	size_t		size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * models->n_models;
+
 	for (size_t i = 0; i < models->n_models; i++)
 	{
 		const eg_model_out *model = &models->models[i];
 
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_key(&state, "id");
-		push_string(&state, WJB_VALUE, model->id);
-		push_key(&state, "name");
-		push_string(&state, WJB_VALUE, model->name);
-		push_key(&state, "provider");
-		push_string(&state, WJB_VALUE, model->provider);
-		push_key(&state, "regions");
-		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		size += 3 + sizeof(uint32) + sizeof(JEntry) * MODEL_OBJECT_CHILDREN + sizeof(kModelKeys) - 1;
+		size += model->id.len + model->name.len + (model->provider.data ? model->provider.len : 0);
+		size += 3 + sizeof(uint32) + sizeof(JEntry) * model->n_regions;
 		for (size_t r = 0; r < model->n_regions; r++)
-			push_string(&state, WJB_ELEM, models->regions[model->first_region + r]);
-		pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+			size += models->regions[model->first_region + r].len;
 	}
-	result = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	return JsonbValueToJsonb(result);
+	return size;
+}
+
+/* Appends the bytes of a string child at *end; returns its length. */
+static inline size_t
+put_string(char *buffer, size_t *end, eg_slice text)
+{
+	memcpy(buffer + *end, text.data, text.len);
+	*end += text.len;
+	return text.len;
+}
+
+/* Writes an array of strings at "start" (aligned); returns its end. */
+static size_t
+put_string_array(char *buffer, size_t start, const eg_slice *items, size_t n)
+{
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * n;
+	size_t		end = data;
+
+	put_uint32(buffer, start, (uint32) n | JB_FARRAY);
+	for (size_t i = 0; i < n; i++)
+	{
+		size_t		length = put_string(buffer, &end, items[i]);
+
+		put_uint32(buffer, entries + sizeof(JEntry) * i,
+				   child_entry(JENTRY_ISSTRING, i, end - data, length));
+	}
+	return end;
+}
+
+/* Writes one model's object at "start" (aligned); returns its end. */
+static size_t
+put_model(char *buffer, size_t start, const eg_models *models, const eg_model_out *model)
+{
+	static const uint8 key_lengths[4] = {2, 4, 7, 8};
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * MODEL_OBJECT_CHILDREN;
+	size_t		end = data;
+	size_t		child = 0;
+	size_t		length;
+	size_t		array_start;
+	const char *key = kModelKeys;
+
+	put_uint32(buffer, start, 4 | JB_FOBJECT);
+	for (; child < 4; child++)
+	{
+		length = put_string(buffer, &end, eg_slice{key, key_lengths[child]});
+		key += length;
+		put_uint32(buffer, entries + sizeof(JEntry) * child,
+				   child_entry(JENTRY_ISSTRING, child, end - data, length));
+	}
+	/* id */
+	length = put_string(buffer, &end, model->id);
+	put_uint32(buffer, entries + sizeof(JEntry) * child,
+			   child_entry(JENTRY_ISSTRING, child, end - data, length));
+	child++;
+	/* name */
+	length = put_string(buffer, &end, model->name);
+	put_uint32(buffer, entries + sizeof(JEntry) * child,
+			   child_entry(JENTRY_ISSTRING, child, end - data, length));
+	child++;
+	/* regions, after zero padding to 4 bytes (buffer is zeroed) */
+	array_start = align4(end);
+	length = put_string_array(buffer, array_start, &models->regions[model->first_region],
+							  model->n_regions) - end;
+	end += length;
+	put_uint32(buffer, entries + sizeof(JEntry) * child,
+			   child_entry(JENTRY_ISCONTAINER, child, end - data, length));
+	child++;
+	/* provider */
+	if (model->provider.data == NULL)
+		length = 0;
+	else
+		length = put_string(buffer, &end, model->provider);
+	put_uint32(buffer, entries + sizeof(JEntry) * child,
+			   child_entry(model->provider.data == NULL ? JENTRY_ISNULL : JENTRY_ISSTRING,
+						   child, end - data, length));
+	return end;
+}
+
+static Jsonb *
+models_to_jsonb(const eg_models *models)
+{
+	size_t		bound = models_jsonb_bound(models);
+	char	   *buffer;
+	size_t		entries = VARHDRSZ + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * models->n_models;
+	size_t		end = data;
+
+	/*
+	 * One bound for every container: each JEntry offset or length fits when
+	 * the whole result does.
+	 */
+	if (bound > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the normalized models would take %zu bytes, more than a jsonb value can hold (%d)",
+						bound, JENTRY_OFFLENMASK)));
+	buffer = (char *) palloc0(bound);
+	put_uint32(buffer, VARHDRSZ, (uint32) models->n_models | JB_FARRAY);
+	for (size_t i = 0; i < models->n_models; i++)
+	{
+		size_t		start = align4(end);
+		size_t		length = put_model(buffer, start, models, &models->models[i]) - end;
+
+		end += length;
+		put_uint32(buffer, entries + sizeof(JEntry) * i,
+				   child_entry(JENTRY_ISCONTAINER, i, end - data, length));
+	}
+	Assert(end <= bound);
+	SET_VARSIZE(buffer, end);
+	return (Jsonb *) buffer;
 }
 
 extern "C" Datum

@@ -14,6 +14,7 @@ EXECGUARD_CLUSTER_DIR or --server-log names its log file).
 import argparse
 import json
 import os
+import random
 import re
 import sys
 import time
@@ -186,31 +187,40 @@ SQL_LOOKING = [
 
 def normalize_cases(s):
     n = "normalize_models"
-    one = "SELECT execguard.normalize_models(%s::jsonb)"
-    two = "SELECT execguard.normalize_models(%s::jsonb, %s::text[])"
+    # Each result also says whether its binary image is the one PostgreSQL
+    # builds for the same value (the adapter writes Jsonb's format itself).
+    one = "SELECT r, ROW(r)::record *= ROW(r::text::jsonb)::record FROM execguard.normalize_models(%s::jsonb) AS r"
+    two = "SELECT r, ROW(r)::record *= ROW(r::text::jsonb)::record FROM execguard.normalize_models(%s::jsonb, %s::text[]) AS r"
+
+    def norm(sql, params, expect, name, check=None, **options):
+        def image_and_check(rows):
+            if rows[0][0] is not None and rows[0][1] is not True:
+                return "binary image differs from PostgreSQL's jsonb of the same value"
+            return check(rows) if check else None
+        return s.call(n, sql, params, expect, name, image_and_check, **options)
 
     def models_count(k):
         return lambda rows: None if len(rows[0][0]) == k else f"expected {k} models, got {len(rows[0][0])}"
 
-    s.call(n, two, (json.dumps(["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-1b", "qwen2.5-1.5b"]), ["us-east"]),
+    norm(two, (json.dumps(["llama3.2-1b", "qwen2.5-1.5b", "llama3.2-1b", "qwen2.5-1.5b"]), ["us-east"]),
            "ok", "reference incident", models_count(2))
-    s.call(n, one, (None,), "ok", "NULL models (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
-    s.call(n, two, ('["a"]', None), "ok", "NULL default_regions (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
-    s.call(n, two, ('["a"]', ["r", None]), "22004", "NULL element in default_regions")
-    s.call(n, two, ('["a"]', [""]), "22023", "empty default region")
-    s.call(n, two, ('["a"]', ["x" * 201]), "22023", "long default region")
-    s.call(n, two, ('["a"]', ["r\x01"]), "22023", "control char in default region")
-    s.call(n, two, ('["a"]', ["R%d" % (i % 7) for i in range(10000)]), "ok", "10,000 default regions",
+    norm(one, (None,), "ok", "NULL models (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
+    norm(two, ('["a"]', None), "ok", "NULL default_regions (STRICT)", lambda r: None if r[0][0] is None else "not NULL")
+    norm(two, ('["a"]', ["r", None]), "22004", "NULL element in default_regions")
+    norm(two, ('["a"]', [""]), "22023", "empty default region")
+    norm(two, ('["a"]', ["x" * 201]), "22023", "long default region")
+    norm(two, ('["a"]', ["r\x01"]), "22023", "control char in default region")
+    norm(two, ('["a"]', ["R%d" % (i % 7) for i in range(10000)]), "ok", "10,000 default regions",
            lambda r: None if len(r[0][0][0]["regions"]) == 7 else "regions not deduplicated")
     s.call(n, "SELECT execguard.normalize_models('[\"a\"]', '{{a,b},{c,d}}')", (), "any", "2-D default_regions")
     for label, value in [("number", "1"), ("string", '"a"'), ("object", '{"models":["a"]}'), ("true", "true"),
                          ("null", "null"), ("float", "1e308"), ("huge number", "1" + "0" * 1000)]:
-        s.call(n, one, (value,), "22023", f"top-level {label}")
+        norm(one, (value,), "22023", f"top-level {label}")
     for label, element in [("number", "1"), ("bool", "false"), ("null", "null"), ("array", '["a"]'),
                            ("empty object", "{}"), ("object no id", '{"name":"x"}'), ("empty string", '""'),
                            ("blank string", '"  \\t "'), ("control", '"a\\u0007"'), ("del", '"a\\u007f"'),
                            ("long id", json.dumps("x" * 201)), ("unknown key", '{"id":"a","region":"x"}')]:
-        s.call(n, one, ("[\"ok\", %s]" % element,), "22023", f"element {label}")
+        norm(one, ("[\"ok\", %s]" % element,), "22023", f"element {label}")
     for member, values in {"id": ["1", "[]", "{}", "true", "null", '""'],
                            "name": ["1", "[]", "{}", "true", json.dumps("x" * 201)],
                            "provider": ["1", "[]", "{}", "false"],
@@ -218,41 +228,63 @@ def normalize_cases(s):
         for v in values:
             entry = {"id": "a"}
             entry_text = json.dumps(entry)[:-1] + ', "%s": %s}' % (member, v) if member != "id" else '{"id": %s}' % v
-            s.call(n, one, ("[%s]" % entry_text,), "22023", f"{member} = {v[:20]}")
-    s.call(n, one, ('[{"id":"a","provider":"x"},{"id":"A","provider":"y"}]',), "22023", "provider conflict")
+            norm(one, ("[%s]" % entry_text,), "22023", f"{member} = {v[:20]}")
+    norm(one, ('[{"id":"a","provider":"x"},{"id":"A","provider":"y"}]',), "22023", "provider conflict")
     # Nesting: jsonb itself refuses past max_stack_depth (54001); below it the core says 22023.
     for depth in (10, 100, 1000, 10000, 100000):
-        s.call(n, one, (deep_array(depth),), "any", f"nested arrays depth {depth}")
-        s.call(n, one, ('[{"id":"a","regions":%s}]' % deep_array(depth),), "any", f"nested regions depth {depth}")
-    s.call(n, one, (json.dumps(["m%d" % i for i in range(10000)]),), "ok", "10,000 entries", models_count(10000))
-    s.call(n, one, (json.dumps(["m"] * 10001),), "54000", "10,001 entries")
-    s.call(n, one, (json.dumps(["m%d" % i for i in range(200000)]),), "54000", "200,000 entries")
-    s.call(n, one, (json.dumps([{"id": "a", "regions": ["r%d" % i for i in range(20000)]}]),), "ok",
+        norm(one, (deep_array(depth),), "any", f"nested arrays depth {depth}")
+        norm(one, ('[{"id":"a","regions":%s}]' % deep_array(depth),), "any", f"nested regions depth {depth}")
+    norm(one, (json.dumps(["m%d" % i for i in range(10000)]),), "ok", "10,000 entries", models_count(10000))
+    norm(one, (json.dumps(["m"] * 10001),), "54000", "10,001 entries")
+    norm(one, (json.dumps(["m%d" % i for i in range(200000)]),), "54000", "200,000 entries")
+    norm(one, (json.dumps([{"id": "a", "regions": ["r%d" % i for i in range(20000)]}]),), "ok",
            "20,000 regions in one entry")
-    s.call(n, one, (json.dumps(["x" * MB10]),), "22023", "10 MB id")
-    s.call(n, one, (json.dumps([{"id": "a", "name": "x" * MB10}]),), "22023", "10 MB name")
-    s.call(n, one, (json.dumps([{"id": "a", "regions": ["r" * MB10]}]),), "22023", "10 MB region")
-    s.call(n, one, (json.dumps([{"id": "a", "junk" + "k" * MB10: 1}]),), "22023", "10 MB unknown key")
+    norm(one, (json.dumps(["x" * MB10]),), "22023", "10 MB id")
+    norm(one, (json.dumps([{"id": "a", "name": "x" * MB10}]),), "22023", "10 MB name")
+    norm(one, (json.dumps([{"id": "a", "regions": ["r" * MB10]}]),), "22023", "10 MB region")
+    norm(one, (json.dumps([{"id": "a", "junk" + "k" * MB10: 1}]),), "22023", "10 MB unknown key")
     for label, text in UNICODE.items():
-        s.call(n, two, (json.dumps([text, text.upper(), {"id": text, "name": text, "regions": [text]}], ensure_ascii=False),
+        norm(two, (json.dumps([text, text.upper(), {"id": text, "name": text, "regions": [text]}], ensure_ascii=False),
                         [text]), "ok", f"unicode {label}")
-    s.call(n, one, ('["a\\u0000"]',), "22P05", "\\u0000 in jsonb")
-    s.call(n, one, ('["\\ud800"]',), "22P02", "lone surrogate escape")
-    s.call(n, one, ('["a",',), "22P02", "truncated JSON")
-    s.call(n, one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}], ensure_ascii=False),), "22023",
+    norm(one, ('["a\\u0000"]',), "22P05", "\\u0000 in jsonb")
+    norm(one, ('["\\ud800"]',), "22P02", "lone surrogate escape")
+    norm(one, ('["a",',), "22P02", "truncated JSON")
+    norm(one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}], ensure_ascii=False),), "22023",
            "multibyte char at the quoted-key cut")
     for enc in ("LATIN1", "SQL_ASCII", "EUC_JP"):
-        s.call(n, one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}]),), "any",
+        norm(one, (json.dumps([{"id": "a", "x" * 63 + "\u00e9": 1}]),), "any",
                f"quoted-key cut, client_encoding {enc}", client_encoding=enc)
     for text in SQL_LOOKING:
-        s.call(n, one, (json.dumps([text]),), "ok", f"sql-looking {text[:12]}",
+        norm(one, (json.dumps([text]),), "ok", f"sql-looking {text[:12]}",
                lambda r, t=text: None if r[0][0][0]["id"] == t.strip().lower() else "id changed")
     s.call(n, "SELECT execguard.normalize_models(%s)", ('["a"]',), "ok", "untyped literal")
     s.call(n, "SELECT execguard.normalize_models(%s::json)", ('["a"]',), "42883", "json, not jsonb")
     s.call(n, "SELECT execguard.normalize_models(1)", (), "42883", "integer argument")
     s.call(n, "SELECT execguard.normalize_models('[]'::jsonb, ARRAY[1,2])", (), "42883", "int[] regions")
     s.call(n, "SELECT execguard.normalize_models('[]'::jsonb, 'r', 'x')", (), "42883", "three arguments")
-    s.call(n, one, ('[{"id":"a","id":"b"}]',), "ok", "duplicate object key (jsonb keeps the last)")
+    norm(one, ('[{"id":"a","id":"b"}]',), "ok", "duplicate object key (jsonb keeps the last)")
+    # Valid inputs of every shape around the binary format's boundaries
+    # (JB_OFFSET_STRIDE = 32 children, null and multibyte providers, empty
+    # region lists), checked against PostgreSQL's own jsonb image above.
+    rng = random.Random(20261128)
+    words = ["a", "Llama3.2-1B", " qwen ", "\u00e9t\u00e9", "\u6a21\u578b", "x" * 200, "m-%d"]
+    for case in range(120):
+        entries = []
+        for i in range(rng.choice([0, 1, 3, 31, 32, 33, 64, 65, 200])):
+            word = rng.choice(words).replace("%d", str(rng.randrange(50)))
+            if rng.random() < 0.5:
+                entries.append(word)
+                continue
+            entry = {"id": word}
+            if rng.random() < 0.5:
+                entry["name"] = rng.choice(words)[:50]
+            if rng.random() < 0.3:
+                entry["provider"] = "p-" + word.strip().lower()[:20]
+            if rng.random() < 0.6:
+                entry["regions"] = ["r%d" % rng.randrange(70) for _ in range(rng.choice([0, 1, 31, 32, 33, 70]))]
+            entries.append(entry)
+        defaults = ["d%d" % k for k in range(rng.choice([0, 1, 40]))]
+        norm(two, (json.dumps(entries, ensure_ascii=False), defaults), "any", f"random valid input {case}")
 
 
 def submit_cases(s):
