@@ -93,6 +93,28 @@ SET execguard.rescue_interval = '1min';
 SELECT question_id, attempt FROM execguard.claim_next('w-busy', 1, regions => '{busy}');
 SELECT question_id, attempt FROM execguard.claim_next('w-busy', 2, regions => '{busy}') ORDER BY question_id;
 SELECT reset_val, unit FROM pg_settings WHERE name = 'execguard.rescue_interval';
+
+-- The busy path starts after the newest row the session claimed, not at the
+-- oldest pending row (walking the dead index entries of every row claimed
+-- since the last vacuum). A row that becomes due again below that point
+-- waits for a call the busy path does not fill, or for the next rescue
+-- pass; the session's own release starts it from the oldest row again.
+TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+SET execguard.rescue_interval = 0;
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-hint", "models": ["m"], "regions": ["hint"], "questions": ["q1", "q2", "q3", "q4", "q5", "q6"]}');
+SELECT question_id FROM execguard.claim_next('w-hint', 2, regions => '{hint}') ORDER BY question_id;
+SET execguard.rescue_interval = '1min';
+-- q1 due again, as another session's release would make it:
+UPDATE execguard.executions
+   SET status = 'pending', attempt = 0, worker = NULL, lease_expires_at = NULL,
+       owner_pid = NULL, owner_backend_start = NULL, started_at = NULL
+ WHERE job_id = 'cn-hint' AND question_id = 'q1';
+SELECT question_id FROM execguard.claim_next('w-hint', 1, regions => '{hint}');
+SELECT question_id FROM execguard.claim_next('w-hint', 4, regions => '{hint}') ORDER BY question_id;
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-hint-2", "models": ["m"], "regions": ["hint"], "questions": ["q7"]}');
+SELECT execguard.release_execution(execution_id, fencing_token) AS released
+  FROM execguard.executions WHERE job_id = 'cn-hint' AND question_id = 'q5';
+SELECT job_id, question_id FROM execguard.claim_next('w-hint', 1, regions => '{hint}');
 RESET execguard.rescue_interval;
 
 -- Argument errors.

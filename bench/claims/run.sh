@@ -18,7 +18,8 @@
 #
 # Environment: PGHOST/PGPORT/... (else a throwaway cluster),
 # SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS (8), MODES ("prepared"; e.g.
-# "prepared simple"), BATCH_EG_SCRIPT (eg_batch.sql), CHURN (500000), DUP_KEYS (100000), PHASES ("a b c").
+# "prepared simple"), BATCH_EG_SCRIPT (eg_batch.sql), CHURN (500000),
+# DUP_KEYS (100000), PHASES ("a b c"), CONFIGS ("single batch10 batch50").
 # Targets (issue 3): single cycles >= 1.5x baseline; batches >= 20,000
 # executions/s; claim_execution at 90% duplicates >= 20,000 calls/s;
 # <= 20% loss after churn.
@@ -33,6 +34,7 @@ MODES=${MODES:-prepared}
 CHURN=${CHURN:-500000}
 DUP_KEYS=${DUP_KEYS:-100000}
 PHASES=${PHASES:-a b c}
+CONFIGS=${CONFIGS:-single batch10 batch50}
 # eg_churn.sql (claim_next + complete_execution per row, one statement)
 # stands in when complete_executions cannot run.
 BATCH_EG_SCRIPT=${BATCH_EG_SCRIPT:-eg_batch.sql}
@@ -77,7 +79,11 @@ run_side() {
 declare -A RESULT
 cycle_phase() {
     local phase=$1 mode=$2 config batch eg_script base_script eg base r
-    for config in single:1 batch10:10 batch50:50; do
+    for config in $CONFIGS; do
+        case $config in
+            single) config=single:1 ;; batch10) config=batch10:10 ;; batch50) config=batch50:50 ;;
+            *) echo "unknown config $config" >&2; exit 2 ;;
+        esac
         batch=${config#*:}
         if [ "$batch" = 1 ]; then eg_script=eg_single.sql base_script=base_single.sql
         else eg_script=$BATCH_EG_SCRIPT base_script=base_batch.sql; fi
@@ -119,7 +125,7 @@ if [[ " $PHASES " == *" b "* ]]; then
     for mode in $MODES; do
         cycle_phase b "$mode"
         if [[ " $PHASES " == *" a "* ]]; then
-            for config in single batch10 batch50; do
+            for config in $CONFIGS; do
                 awk -v m="$mode" -v c="$config" -v a="${RESULT[a,$mode,$config,eg]}" -v b="${RESULT[b,$mode,$config,eg]}" \
                     -v x="${RESULT[a,$mode,$config,base]}" -v y="${RESULT[b,$mode,$config,base]}" \
                     'function loss(p, q) { return p > 0 ? sprintf("%+.0f%%", 100 * (q - p) / p) : "n/a" }

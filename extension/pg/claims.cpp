@@ -557,21 +557,22 @@ static EgStatement claim_next_statement = {
 
 /*
  * The common case of claim_next, due pending rows only: the same "pending"
- * part as claim_next_statement (same parameters and output columns), with
- * a fraction of its plan to start. See claim_next for when each runs.
+ * part as claim_next_statement (same parameters and output columns, plus
+ * $8), with a fraction of its plan to start, and starting after row $8
+ * instead of at the oldest pending row. See claim_next for when each runs.
  */
 static EgStatement claim_pending_statement = {
 	"WITH pending AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"   WHERE e.execution_id = ANY (ARRAY("
 	"           SELECT execution_id FROM execguard.executions "
-	"            WHERE status = 'pending' "
+	"            WHERE status = 'pending' AND execution_id > $8 "
 	"              AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
 	"            ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED)) "
 	"     AND e.status = 'pending' "
 	"  RETURNING " CLAIMED_COLUMNS ") "
 	"SELECT *, false, " CS(ROW_CLAIMED) " FROM pending",
-	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
+	8, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID, INT8OID}, NULL
 };
 
 /*
@@ -581,6 +582,22 @@ static EgStatement claim_pending_statement = {
  * starving worker rescues at once and a busy one within the interval.
  */
 static TimestampTz last_rescue_pass = 0;
+
+/*
+ * Where this session's busy path starts its scan of pending rows: after
+ * the newest row it claimed (0: from the oldest). Every row claimed since
+ * the last vacuum leaves a dead entry at the head of the partial index on
+ * pending rows, and a scan from the oldest pending row walks all of them
+ * on every call: with 8 busy sessions that walk, not the claim, became
+ * most of a single claim's cost, growing as the table churned. Rows that
+ * become due below the hint (released, retried, backoff over, or inserted
+ * by a transaction that committed late) are found by the rescue pass,
+ * which scans from the oldest row at least every rescue_interval and in
+ * every call the busy path does not fill. The session's own release, fail
+ * and retry_job reset the hint, so its next call starts from the oldest.
+ * Only where the scan starts depends on it; what may be claimed does not.
+ */
+static int64 pending_scan_after = 0;
 
 /* Marks the running claims of owners that are gone; see owner.h. */
 static void
@@ -626,6 +643,7 @@ typedef struct ClaimNextCounts
 	uint64		rescued;
 	uint64		owner_gone;
 	uint64		failed;
+	int64		newest_claimed;	/* highest execution_id claimed pending */
 } ClaimNextCounts;
 
 /* Appends the granted rows of claim_next_statement to the result set. */
@@ -647,7 +665,13 @@ emit_claimed(ReturnSetInfo *rsinfo, uint64 n, ClaimNextCounts *counts)
 			values[column] = eg_result(row, column + 1, &nulls[column]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		if (kind == ROW_CLAIMED)
+		{
+			int64		id = DatumGetInt64(values[0]);
+
 			counts->claimed++;
+			if (id > counts->newest_claimed)
+				counts->newest_claimed = id;
+		}
 		else
 		{
 			counts->rescued++;
@@ -665,11 +689,11 @@ extern "C" Datum
 execguard_claim_next(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo;
-	Datum		values[7];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', '\0'};
+	Datum		values[8];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', '\0'};
 	bool		isnull;
 	int32		max_claims;
-	ClaimNextCounts counts = {0, 0, 0, 0};
+	ClaimNextCounts counts = {0, 0, 0, 0, 0};
 	bool		track_owner;
 	TimestampTz now;
 
@@ -697,6 +721,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	if (now - last_rescue_pass < (TimestampTz) eg_rescue_interval_ms * 1000)
 	{
 		/* Busy path: pending rows only, unless they do not fill the request. */
+		values[7] = Int64GetDatum(pending_scan_after);
 		emit_claimed(rsinfo, eg_execute(&claim_pending_statement, values, nulls, 0), &counts);
 		values[1] = Int32GetDatum(max_claims - (int32) counts.claimed);
 	}
@@ -706,6 +731,8 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 		last_rescue_pass = now;
 	}
 	SPI_finish();
+	if (counts.claimed > 0)
+		pending_scan_after = counts.newest_claimed;
 
 	eg_count(EG_CLAIMS_CLAIMED, counts.claimed);
 	eg_count(EG_CLAIMS_RECLAIMED, counts.rescued);
@@ -970,7 +997,10 @@ execguard_fail_execution(PG_FUNCTION_ARGS)
 	if (outcome[0] == 's')
 		eg_count(EG_STALE_WRITES_REJECTED, 1);
 	else if (outcome[0] == 'r')
+	{
+		pending_scan_after = 0;
 		eg_count(EG_RETRIES_SCHEDULED, 1);
+	}
 	else
 		eg_count(EG_EXECUTIONS_FAILED, 1);
 	PG_RETURN_TEXT_P(cstring_to_text(outcome));
@@ -990,7 +1020,10 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 	released = eg_execute(&release_statement, values, NULL, 0) > 0;
 	/* Tell idle runners at once: the released work is due now. */
 	if (released)
+	{
 		Async_Notify("execguard_work", TextDatumGetCString(eg_result_not_null(0, 1)));
+		pending_scan_after = 0;
+	}
 	SPI_finish();
 	eg_count(released ? EG_EXECUTIONS_RELEASED : EG_STALE_WRITES_REJECTED, 1);
 	PG_RETURN_BOOL(released);
@@ -1058,7 +1091,10 @@ execguard_retry_job(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (n > 0)
+	{
 		Async_Notify("execguard_work", text_to_cstring(DatumGetTextPP(job_id)));
+		pending_scan_after = 0;
+	}
 	eg_count(EG_RETRIES_SCHEDULED, n);
 	PG_RETURN_INT32((int32) n);
 }
