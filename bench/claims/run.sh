@@ -12,6 +12,9 @@
 #       side (eg_churn.sql, base_batch.sql, batches of 50), loss vs (a) in %
 #   (c) claim_execution with 90% duplicate keys (eg_claim_duplicates.sql),
 #       calls/s, DUP_KEYS completed keys
+#   (t) batch throughput with THROUGHPUT_CLIENTS clients (as many as the
+#       machine has cores): the 8 clients of (a) on 2 cores measure
+#       contention as much as throughput
 # Each figure is the median of ROUNDS runs, execguard and baseline
 # interleaved (A, B, A, B, ...). The queue is topped up before every run so
 # it never runs dry (a run that drains it is flagged).
@@ -19,7 +22,8 @@
 # Environment: PGHOST/PGPORT/... (else a throwaway cluster),
 # SECONDS_PER_RUN (10), ROUNDS (3), CLIENTS (8), MODES ("prepared"; e.g.
 # "prepared simple"), BATCH_EG_SCRIPT (eg_batch.sql), CHURN (500000),
-# DUP_KEYS (100000), PHASES ("a b c"), CONFIGS ("single batch10 batch50").
+# DUP_KEYS (100000), PHASES ("a b c t"), CONFIGS ("single batch10 batch50"),
+# THROUGHPUT_CLIENTS (number of cores).
 # Targets (issue 3): single cycles >= 1.5x baseline; batches >= 20,000
 # executions/s; claim_execution at 90% duplicates >= 20,000 calls/s;
 # <= 20% loss after churn.
@@ -33,7 +37,8 @@ CLIENTS=${CLIENTS:-8}
 MODES=${MODES:-prepared}
 CHURN=${CHURN:-500000}
 DUP_KEYS=${DUP_KEYS:-100000}
-PHASES=${PHASES:-a b c}
+PHASES=${PHASES:-a b c t}
+THROUGHPUT_CLIENTS=${THROUGHPUT_CLIENTS:-$(nproc)}
 CONFIGS=${CONFIGS:-single batch10 batch50}
 # eg_churn.sql (claim_next + complete_execution per row, one statement)
 # stands in when complete_executions cannot run.
@@ -68,10 +73,10 @@ fresh() {
     sql -c "TRUNCATE $EG, $BASE" -c "SELECT execguard.stats_reset()" >/dev/null
 }
 
-# run_side MODE TABLE SCRIPT BATCH: executions/s of one run.
+# run_side MODE TABLE SCRIPT BATCH [CLIENTS]: executions/s of one run.
 run_side() {
-    local mode=$1 table=$2 script=$3 batch=$4 tps
-    tps=$(pgbench_tps "$mode" "$CLIENTS" "$SECONDS_PER_RUN" "$here/$script" -D batch="$batch") || { echo 0; return; }
+    local mode=$1 table=$2 script=$3 batch=$4 clients=${5:-$CLIENTS} tps
+    tps=$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" "$here/$script" -D batch="$batch") || { echo 0; return; }
     [ "$(pending "$table")" -gt 0 ] || echo "warning: $table ran dry during $script" >&2
     awk -v t="$tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }'
 }
@@ -132,6 +137,22 @@ if [[ " $PHASES " == *" b "* ]]; then
                      BEGIN { printf "(b) %-8s %-7s change after churn: execguard %s  baseline %s  (target: no worse than -20%%)\n", m, c, loss(a, b), loss(x, y) }'
             done
         fi
+    done
+fi
+if [[ " $PHASES " == *" t "* ]]; then
+    for mode in $MODES; do
+        for batch in 10 50; do
+            fresh
+            eg=() base=()
+            for _ in $(seq "$ROUNDS"); do
+                top_up
+                eg+=("$(run_side "$mode" $EG $BATCH_EG_SCRIPT "$batch" "$THROUGHPUT_CLIENTS")")
+                base+=("$(run_side "$mode" $BASE base_batch.sql "$batch" "$THROUGHPUT_CLIENTS")")
+            done
+            e=$(median "${eg[@]}") b=$(median "${base[@]}")
+            printf '(t) %-8s batch%-3s %s clients: execguard %7s exec/s  baseline %7s exec/s  ratio %5sx  (target >= 20000)  runs eg [%s] base [%s]\n' \
+                "$mode" "$batch" "$THROUGHPUT_CLIENTS" "$e" "$b" "$(ratio "$e" "$b")" "${eg[*]}" "${base[*]}"
+        done
     done
 fi
 if [[ " $PHASES " == *" c "* ]]; then
