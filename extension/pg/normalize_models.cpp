@@ -184,8 +184,9 @@ jsonb_to_nodes(Jsonb *document, size_t *n_nodes)
  *   object     keys sorted by length, then bytes: id, name, regions,
  *              provider.
  */
-#define MODEL_OBJECT_CHILDREN 8
-static const char kModelKeys[] = "idnameregionsprovider";
+#define MODEL_KEYS 4
+static const eg_slice kModelKeys[MODEL_KEYS] = {{"id", 2}, {"name", 4}, {"regions", 7}, {"provider", 8}};
+#define MODEL_KEY_BYTES (2 + 4 + 7 + 8)
 
 static inline size_t
 align4(size_t offset)
@@ -208,6 +209,13 @@ child_entry(uint32 type, size_t i, size_t end, size_t length)
 	return type | (uint32) length;
 }
 
+/* Sets the JEntry of a container's i-th child, which ends at data + end. */
+static inline void
+put_entry(char *buffer, size_t entries, size_t i, uint32 type, size_t end, size_t length)
+{
+	put_uint32(buffer, entries + sizeof(JEntry) * i, child_entry(type, i, end, length));
+}
+
 /* Bytes of the result at most (exact but for alignment padding). */
 static size_t
 models_jsonb_bound(const eg_models *models)
@@ -218,7 +226,7 @@ models_jsonb_bound(const eg_models *models)
 	{
 		const eg_model_out *model = &models->models[i];
 
-		size += 3 + sizeof(uint32) + sizeof(JEntry) * MODEL_OBJECT_CHILDREN + sizeof(kModelKeys) - 1;
+		size += 3 + sizeof(uint32) + sizeof(JEntry) * 2 * MODEL_KEYS + MODEL_KEY_BYTES;
 		size += model->id.len + model->name.len + (model->provider.data ? model->provider.len : 0);
 		size += 3 + sizeof(uint32) + sizeof(JEntry) * model->n_regions;
 		for (size_t r = 0; r < model->n_regions; r++)
@@ -249,8 +257,7 @@ put_string_array(char *buffer, size_t start, const eg_slice *items, size_t n)
 	{
 		size_t		length = put_string(buffer, &end, items[i]);
 
-		put_uint32(buffer, entries + sizeof(JEntry) * i,
-				   child_entry(JENTRY_ISSTRING, i, end - data, length));
+		put_entry(buffer, entries, i, JENTRY_ISSTRING, end - data, length);
 	}
 	return end;
 }
@@ -259,49 +266,33 @@ put_string_array(char *buffer, size_t start, const eg_slice *items, size_t n)
 static size_t
 put_model(char *buffer, size_t start, const eg_models *models, const eg_model_out *model)
 {
-	static const uint8 key_lengths[4] = {2, 4, 7, 8};
+	const eg_slice strings[MODEL_KEYS + 2] = {kModelKeys[0], kModelKeys[1], kModelKeys[2], kModelKeys[3],
+											  model->id, model->name};
 	size_t		entries = start + sizeof(uint32);
-	size_t		data = entries + sizeof(JEntry) * MODEL_OBJECT_CHILDREN;
+	size_t		data = entries + sizeof(JEntry) * 2 * MODEL_KEYS;
 	size_t		end = data;
-	size_t		child = 0;
 	size_t		length;
-	size_t		array_start;
-	const char *key = kModelKeys;
 
-	put_uint32(buffer, start, 4 | JB_FOBJECT);
-	for (; child < 4; child++)
+	put_uint32(buffer, start, MODEL_KEYS | JB_FOBJECT);
+	/* the keys, then the values id and name */
+	for (size_t child = 0; child < MODEL_KEYS + 2; child++)
 	{
-		length = put_string(buffer, &end, eg_slice{key, key_lengths[child]});
-		key += length;
-		put_uint32(buffer, entries + sizeof(JEntry) * child,
-				   child_entry(JENTRY_ISSTRING, child, end - data, length));
+		length = put_string(buffer, &end, strings[child]);
+		put_entry(buffer, entries, child, JENTRY_ISSTRING, end - data, length);
 	}
-	/* id */
-	length = put_string(buffer, &end, model->id);
-	put_uint32(buffer, entries + sizeof(JEntry) * child,
-			   child_entry(JENTRY_ISSTRING, child, end - data, length));
-	child++;
-	/* name */
-	length = put_string(buffer, &end, model->name);
-	put_uint32(buffer, entries + sizeof(JEntry) * child,
-			   child_entry(JENTRY_ISSTRING, child, end - data, length));
-	child++;
-	/* regions, after zero padding to 4 bytes (buffer is zeroed) */
-	array_start = align4(end);
-	length = put_string_array(buffer, array_start, &models->regions[model->first_region],
+	/* regions, after zero padding to 4 bytes (the buffer is zeroed) */
+	length = put_string_array(buffer, align4(end), &models->regions[model->first_region],
 							  model->n_regions) - end;
 	end += length;
-	put_uint32(buffer, entries + sizeof(JEntry) * child,
-			   child_entry(JENTRY_ISCONTAINER, child, end - data, length));
-	child++;
+	put_entry(buffer, entries, MODEL_KEYS + 2, JENTRY_ISCONTAINER, end - data, length);
 	/* provider */
 	if (model->provider.data == NULL)
-		length = 0;
+		put_entry(buffer, entries, MODEL_KEYS + 3, JENTRY_ISNULL, end - data, 0);
 	else
+	{
 		length = put_string(buffer, &end, model->provider);
-	put_uint32(buffer, entries + sizeof(JEntry) * child,
-			   child_entry(model->provider.data == NULL ? JENTRY_ISNULL : JENTRY_ISSTRING,
-						   child, end - data, length));
+		put_entry(buffer, entries, MODEL_KEYS + 3, JENTRY_ISSTRING, end - data, length);
+	}
 	return end;
 }
 
@@ -331,8 +322,7 @@ models_to_jsonb(const eg_models *models)
 		size_t		length = put_model(buffer, start, models, &models->models[i]) - end;
 
 		end += length;
-		put_uint32(buffer, entries + sizeof(JEntry) * i,
-				   child_entry(JENTRY_ISCONTAINER, i, end - data, length));
+		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
 	}
 	Assert(end <= bound);
 	SET_VARSIZE(buffer, end);
