@@ -53,6 +53,7 @@ REGRESS = \
 	claim_execution \
 	claim_lifecycle \
 	claim_next \
+	index_use \
 	counters \
 	roles
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)

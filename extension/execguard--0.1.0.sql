@@ -87,9 +87,16 @@ CREATE UNIQUE INDEX executions_key
 -- as the queue however many rows have completed.
 CREATE INDEX executions_pending
     ON execguard.executions (execution_id) WHERE status = 'pending';
--- claim_next rescue: running rows by lease expiry.
+-- claim_next rescue: running rows by lease expiry. "lease_expires_at IS NOT
+-- NULL" adds nothing (running rows have a lease) but keeps the planner off
+-- this index for lookups by execution_id on running rows (complete,
+-- heartbeat, fail, release): "status = 'running'" alone would match its
+-- predicate, and a generic plan then prefers a whole scan of this small
+-- index to the primary key, reading every running row and every dead
+-- entry of a completed one on each call.
 CREATE INDEX executions_running_lease
-    ON execguard.executions (lease_expires_at) WHERE status = 'running';
+    ON execguard.executions (lease_expires_at)
+    WHERE status = 'running' AND lease_expires_at IS NOT NULL;
 -- claim_next rescue of claims whose owner backend is gone.
 CREATE INDEX executions_running_owner
     ON execguard.executions (owner_pid, owner_backend_start)

@@ -25,7 +25,8 @@ CREATE UNIQUE INDEX executions_key
 CREATE INDEX executions_pending
     ON bench_baseline_queue.executions (execution_id) WHERE status = 'pending';
 CREATE INDEX executions_running_lease
-    ON bench_baseline_queue.executions (lease_expires_at) WHERE status = 'running';
+    ON bench_baseline_queue.executions (lease_expires_at)
+    WHERE status = 'running' AND lease_expires_at IS NOT NULL;
 CREATE INDEX executions_running_owner
     ON bench_baseline_queue.executions (owner_pid, owner_backend_start)
     WHERE status = 'running' AND owner_pid IS NOT NULL;
