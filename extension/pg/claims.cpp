@@ -31,6 +31,7 @@ extern "C"
 #include "utils/timestamp.h"
 
 #include "core_call.h"
+#include "key_lookup.h"
 #include "owner.h"
 #include "settings.h"
 #include "spi_plans.h"
@@ -200,15 +201,6 @@ owner_values(bool track_owner, Datum *pid, Datum *started, char *pid_null, char 
 /* claim_execution                                                        */
 /* ---------------------------------------------------------------------- */
 
-static EgStatement read_key = {
-	"SELECT execution_id, status, fencing_token, attempt, max_attempts, "
-	"       lease_expires_at < pg_catalog.now(), lease_expires_at = '-infinity', "
-	"       coalesce(not_before > pg_catalog.now(), false), owner_pid, owner_backend_start "
-	"  FROM execguard.executions "
-	" WHERE job_id = $1 AND model_id = $2 AND region = $3 AND question_id = $4",
-	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}, NULL
-};
-
 /*
  * A key never submitted is created running, unless its job was cancelled.
  * FOR SHARE on the job row makes this wait for a concurrent cancel_job,
@@ -270,8 +262,27 @@ typedef struct ClaimResult
 	int32		attempt;
 } ClaimResult;
 
+/* SPI is connected for the first statement a claim needs: most need none. */
 static void
-claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_owner, ClaimResult *out)
+connect_spi(bool *connected)
+{
+	if (!*connected)
+	{
+		SPI_connect();
+		*connected = true;
+	}
+}
+
+/*
+ * Decides one claim. Each round reads the key's row (eg_lookup_key) and
+ * then runs the one statement that acts on what it saw; the statement
+ * re-checks that state, and when it finds the row changed (a concurrent
+ * claim won) the next round reads again. *spi says whether SPI was
+ * connected, for the caller to finish.
+ */
+static void
+claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_owner, ClaimResult *out,
+		  bool *spi)
 {
 	Datum		owner_pid;
 	Datum		owner_start;
@@ -282,19 +293,15 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 
 	for (int round = 0; round < MAX_CLAIM_ROUNDS; round++)
 	{
-		int64		execution_id;
-		char	   *status;
-		int64		token;
-		bool		isnull;
-		bool		expired;
+		EgKeyRow	row;
 		bool		owner_gone;
-		bool		in_backoff;
 
-		if (eg_execute(&read_key, key, NULL, 0) == 0)
+		if (!eg_lookup_key(key, &row))
 		{
 			Datum		values[8] = {key[0], key[1], key[2], key[3], worker, owner_pid, owner_start, lease};
 			char		nulls[9] = {' ', ' ', ' ', ' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
 
+			connect_spi(spi);
 			if (eg_execute(&insert_key, values, nulls, 0) == 1)
 			{
 				out->outcome = "claimed";
@@ -316,56 +323,49 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 			continue;
 		}
 
-		execution_id = DatumGetInt64(eg_result_not_null(0, 1));
-		status = TextDatumGetCString(eg_result_not_null(0, 2));
-		token = DatumGetInt64(eg_result_not_null(0, 3));
 		out->has_row = true;
-		out->execution_id = execution_id;
-		out->attempt = DatumGetInt32(eg_result_not_null(0, 4));
+		out->execution_id = row.execution_id;
+		out->attempt = row.attempt;
 
-		if (strcmp(status, "completed") == 0)
+		switch (row.status)
 		{
-			out->outcome = "completed";
-			eg_count(EG_CLAIMS_COMPLETED, 1);
-			return;
-		}
-		if (strcmp(status, "cancelled") == 0)
-		{
-			out->outcome = "cancelled";
-			eg_count(EG_CLAIMS_CANCELLED, 1);
-			return;
-		}
-		if (strcmp(status, "failed") == 0)
-		{
-			out->outcome = "failed";
-			eg_count(EG_CLAIMS_FAILED, 1);
-			return;
-		}
-
-		if (strcmp(status, "pending") == 0)
-		{
-			in_backoff = DatumGetBool(eg_result_not_null(0, 8));
-			if (in_backoff)
-			{
-				out->outcome = "backoff";
-				eg_count(EG_CLAIMS_BACKOFF, 1);
+			case EG_STATUS_COMPLETED:
+				out->outcome = "completed";
+				eg_count(EG_CLAIMS_COMPLETED, 1);
 				return;
-			}
-			{
-				Datum		values[5] = {Int64GetDatum(execution_id), worker, owner_pid, owner_start, lease};
-				char		nulls[6] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
-
-				if (eg_execute(&grant_pending, values, nulls, 0) == 1)
+			case EG_STATUS_CANCELLED:
+				out->outcome = "cancelled";
+				eg_count(EG_CLAIMS_CANCELLED, 1);
+				return;
+			case EG_STATUS_FAILED:
+				out->outcome = "failed";
+				eg_count(EG_CLAIMS_FAILED, 1);
+				return;
+			case EG_STATUS_PENDING:
+				if (row.in_backoff)
 				{
-					out->outcome = "claimed";
-					out->granted = true;
-					out->fencing_token = DatumGetInt64(eg_result_not_null(0, 1));
-					out->attempt = DatumGetInt32(eg_result_not_null(0, 2));
-					eg_count(EG_CLAIMS_CLAIMED, 1);
+					out->outcome = "backoff";
+					eg_count(EG_CLAIMS_BACKOFF, 1);
 					return;
 				}
-			}
-			continue;
+				{
+					Datum		values[5] = {Int64GetDatum(row.execution_id), worker, owner_pid, owner_start, lease};
+					char		nulls[6] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
+
+					connect_spi(spi);
+					if (eg_execute(&grant_pending, values, nulls, 0) == 1)
+					{
+						out->outcome = "claimed";
+						out->granted = true;
+						out->fencing_token = DatumGetInt64(eg_result_not_null(0, 1));
+						out->attempt = DatumGetInt32(eg_result_not_null(0, 2));
+						eg_count(EG_CLAIMS_CLAIMED, 1);
+						return;
+					}
+				}
+				continue;
+			case EG_STATUS_RUNNING:
+				break;
 		}
 
 		/*
@@ -373,26 +373,20 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 		 * (marked by a claim_next sweep with lease '-infinity', or found dead
 		 * here).
 		 */
-		expired = DatumGetBool(eg_result_not_null(0, 6));
-		owner_gone = DatumGetBool(eg_result_not_null(0, 7));
-		if (!expired)
-		{
-			Datum		pid = eg_result(0, 9, &isnull);
-
-			if (!isnull &&
-				!eg_owner_alive(DatumGetInt32(pid), DatumGetTimestampTz(eg_result_not_null(0, 10))))
-				owner_gone = true;
-		}
-		if (!expired && !owner_gone)
+		owner_gone = row.marked_owner_gone;
+		if (!row.lease_expired && row.has_owner && !eg_owner_alive(row.owner_pid, row.owner_backend_start))
+			owner_gone = true;
+		if (!row.lease_expired && !owner_gone)
 		{
 			out->outcome = "running";
 			eg_count(EG_CLAIMS_RUNNING, 1);
 			return;
 		}
-		if (out->attempt >= DatumGetInt32(eg_result_not_null(0, 5)))
+		if (row.attempt >= row.max_attempts)
 		{
-			Datum		values[2] = {Int64GetDatum(execution_id), Int64GetDatum(token)};
+			Datum		values[2] = {Int64GetDatum(row.execution_id), Int64GetDatum(row.fencing_token)};
 
+			connect_spi(spi);
 			if (eg_execute(&fail_exhausted_one, values, NULL, 0) == 1)
 			{
 				out->outcome = "failed";
@@ -403,10 +397,11 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 			continue;
 		}
 		{
-			Datum		values[6] = {Int64GetDatum(execution_id), worker, owner_pid, owner_start, lease,
-			Int64GetDatum(token)};
+			Datum		values[6] = {Int64GetDatum(row.execution_id), worker, owner_pid, owner_start, lease,
+			Int64GetDatum(row.fencing_token)};
 			char		nulls[7] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', ' ', '\0'};
 
+			connect_spi(spi);
 			if (eg_execute(&grant_rescue, values, nulls, 0) == 1)
 			{
 				out->outcome = "reclaimed";
@@ -438,6 +433,7 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 	Datum		lease;
 	bool		track_owner;
 	ClaimResult result = {NULL, false, 0, false, 0, 0};
+	bool		spi = false;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -450,9 +446,9 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 	lease = lease_arg(fcinfo, 5);
 	track_owner = track_owner_arg(fcinfo, 6);
 
-	SPI_connect();
-	claim_key(key, worker, worker_null, lease, track_owner, &result);
-	SPI_finish();
+	claim_key(key, worker, worker_null, lease, track_owner, &result, &spi);
+	if (spi)
+		SPI_finish();
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "claim_execution must return a composite type");
