@@ -1,5 +1,10 @@
 -- bench/claims/base_single.sql: the baseline cycle, two transactions
--- (autocommit): SKIP LOCKED claim of one row, then the fenced completion.
+-- (autocommit): the usual SKIP LOCKED claim of :batch rows (1 here), then
+-- the fenced completion. The claim is the statement issue 3 names, one text
+-- for any batch size, so in prepared mode LIMIT is a parameter: its
+-- generic plan is a hash join over the whole table, and the plan cache
+-- plans it afresh on every execution instead (the planner trap).
+-- base_single_tuned.sql is the same cycle hand-written for one row.
 WITH c AS (
 UPDATE bench_baseline_queue.executions AS e
            SET status = 'running', attempt = e.attempt + 1, fencing_token = e.fencing_token + 1,
@@ -9,7 +14,7 @@ UPDATE bench_baseline_queue.executions AS e
                                    WHERE q.status = 'pending'
                                      AND (q.not_before IS NULL OR q.not_before <= now())
                                    ORDER BY q.execution_id
-                                   LIMIT 1
+                                   LIMIT :batch
                                      FOR UPDATE SKIP LOCKED)
         RETURNING e.execution_id, e.fencing_token, e.attempt, e.job_id, e.model_id, e.region,
                   e.question_id, e.payload)
