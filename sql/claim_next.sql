@@ -115,6 +115,19 @@ SELECT executions_created FROM execguard.submit_job('{"id": "cn-hint-2", "models
 SELECT execguard.release_execution(execution_id, fencing_token) AS released
   FROM execguard.executions WHERE job_id = 'cn-hint' AND question_id = 'q5';
 SELECT job_id, question_id FROM execguard.claim_next('w-hint', 1, regions => '{hint}');
+
+-- The start belongs to the filter it was earned with: a call that serves
+-- other regions (or models) starts from the oldest row again. Here the
+-- session's newest claim in region ha is past both rows of region hb.
+TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+SET execguard.rescue_interval = 0;
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-f1", "models": ["m"], "regions": ["hb"], "questions": ["q1"]}');
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-f2", "models": ["m"], "regions": ["ha"], "questions": ["q1", "q2"]}');
+SELECT executions_created FROM execguard.submit_job('{"id": "cn-f3", "models": ["m"], "regions": ["hb"], "questions": ["q1"]}');
+SELECT job_id, question_id FROM execguard.claim_next('w-f', 2, regions => '{ha}') ORDER BY question_id;
+SET execguard.rescue_interval = '1min';
+SELECT job_id, question_id FROM execguard.claim_next('w-f', 1, regions => '{hb}');
+SELECT job_id, question_id FROM execguard.claim_next('w-f', 1, regions => '{hb}');
 RESET execguard.rescue_interval;
 
 -- Argument errors.

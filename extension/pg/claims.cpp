@@ -21,6 +21,7 @@ extern "C"
 
 #include "catalog/pg_type_d.h"
 #include "commands/async.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -591,9 +592,34 @@ static TimestampTz last_rescue_pass = 0;
  * which scans from the oldest row at least every rescue_interval and in
  * every call the busy path does not fill. The session's own release, fail
  * and retry_job reset the hint, so its next call starts from the oldest.
- * Only where the scan starts depends on it; what may be claimed does not.
+ * The hint belongs to the filter it was earned with: a call with other
+ * regions or models starts from the oldest row (filter_fingerprint). Only
+ * where the scan starts depends on it; what may be claimed does not.
  */
 static int64 pending_scan_after = 0;
+
+/*
+ * The regions and models filter of the call that set pending_scan_after,
+ * as a hash of the canonical arrays. A collision can only keep a hint that
+ * should have been dropped, which delays rows below it until the next
+ * rescue pass, as for any row below the hint.
+ */
+static uint32 pending_scan_filter = 0;
+
+static uint32
+filter_fingerprint(Datum regions, bool regions_null, Datum models, bool models_null)
+{
+	uint32		hash = regions_null ? 0x9e3779b9 : 0x7f4a7c15;
+
+	if (!regions_null)
+		hash = hash_combine(hash, hash_bytes((const unsigned char *) DatumGetPointer(regions),
+											 (int) VARSIZE(DatumGetPointer(regions))));
+	hash = hash_combine(hash, models_null ? 0x85ebca6b : 0xc2b2ae35);
+	if (!models_null)
+		hash = hash_combine(hash, hash_bytes((const unsigned char *) DatumGetPointer(models),
+											 (int) VARSIZE(DatumGetPointer(models))));
+	return hash;
+}
 
 /* Marks the running claims of owners that are gone; see owner.h. */
 static void
@@ -691,6 +717,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	int32		max_claims;
 	ClaimNextCounts counts = {0, 0, 0, 0, 0};
 	bool		track_owner;
+	uint32		filter;
 	TimestampTz now;
 
 	require_arg(fcinfo, 0, "worker");
@@ -708,6 +735,12 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	nulls[4] = isnull ? 'n' : ' ';
 	track_owner = track_owner_arg(fcinfo, 5);
 	owner_values(track_owner, &values[5], &values[6], &nulls[5], &nulls[6]);
+	filter = filter_fingerprint(values[3], nulls[3] == 'n', values[4], nulls[4] == 'n');
+	if (filter != pending_scan_filter)
+	{
+		pending_scan_after = 0;
+		pending_scan_filter = filter;
+	}
 
 	rsinfo = eg_begin_srf(fcinfo);
 	SPI_connect();
