@@ -6,31 +6,32 @@
 -- such a scan reads all of them on every call. The generic plans behind
 -- these functions once did exactly that on executions_running_lease.
 --
--- Each call runs inside a transaction block, where this backend's index
--- statistics are not flushed, so the difference of
--- pg_stat_get_xact_numscans before and after the call is what the call
--- itself did: one scan of the primary key and nothing else. Job ids start with 'iu-'.
+-- pg_temp.index_scans_of runs one call and reports the index scans it made:
+-- this backend's statistics are not flushed within a statement, so the
+-- difference of pg_stat_get_xact_numscans before and after the call is what
+-- the call itself did, which should be one probe of the primary key and
+-- nothing else. Job ids start with 'iu-'.
 --
 TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
-CREATE FUNCTION pg_temp.index_reads()
-RETURNS TABLE (index_name text, scans bigint)
-LANGUAGE sql AS $$
-    SELECT c.relname::text, pg_stat_get_xact_numscans(c.oid)
-      FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
-     WHERE i.indrelid = 'execguard.executions'::regclass
-$$;
-
-CREATE TEMP TABLE before AS SELECT * FROM pg_temp.index_reads() WITH NO DATA;
-
--- The differences since pg_temp.index_reads() was saved in pg_temp.before.
-CREATE FUNCTION pg_temp.index_reads_since()
-RETURNS TABLE (index_name text, scans bigint)
-LANGUAGE sql AS $$
-    SELECT a.index_name, a.scans - b.scans
-      FROM pg_temp.index_reads() AS a JOIN pg_temp.before AS b USING (index_name)
-     WHERE a.scans <> b.scans
-     ORDER BY a.index_name
+CREATE FUNCTION pg_temp.index_scans_of(call text)
+RETURNS TABLE (result text, index_name text, scans bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    indexes oid[];
+    before bigint[];
+BEGIN
+    SELECT array_agg(indexrelid ORDER BY indexrelid) INTO indexes
+      FROM pg_index WHERE indrelid = 'execguard.executions'::regclass;
+    SELECT array_agg(pg_stat_get_xact_numscans(i) ORDER BY n) INTO before
+      FROM unnest(indexes) WITH ORDINALITY AS u(i, n);
+    EXECUTE call INTO result;
+    RETURN QUERY
+        SELECT index_scans_of.result, u.i::regclass::text, pg_stat_get_xact_numscans(u.i) - before[u.n]
+          FROM unnest(indexes) WITH ORDINALITY AS u(i, n)
+         WHERE pg_stat_get_xact_numscans(u.i) <> before[u.n]
+         ORDER BY 2;
+END
 $$;
 
 -- 300 completed executions (whose rows left dead entries in the index on
@@ -59,47 +60,12 @@ SELECT execution_id AS h3, fencing_token AS t3 FROM held ORDER BY execution_id L
 SELECT execution_id AS h4, fencing_token AS t4 FROM held ORDER BY execution_id LIMIT 1 OFFSET 3 \gset
 SELECT execution_id AS h5, fencing_token AS t5 FROM held ORDER BY execution_id LIMIT 1 OFFSET 4 \gset
 
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT execguard.heartbeat(:h1, :t1) AS heartbeat;
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
-
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT execguard.complete_execution(:h1, :t1, '{"answer": 1}') AS complete;
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
-
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT accepted FROM execguard.complete_executions(ARRAY[:h2]::bigint[], ARRAY[:t2]::bigint[], ARRAY['{}']::jsonb[]);
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
-
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT execguard.fail_execution(:h3, :t3, 'transient', retry_after => '1 hour') AS fail;
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
-
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT execguard.release_execution(:h4, :t4) AS release;
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
-
+SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.heartbeat(%s, %s)', :h1, :t1));
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{"answer": 1}')$$, :h1, :t1));
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT accepted FROM execguard.complete_executions(ARRAY[%s], ARRAY[%s], ARRAY['{}'::jsonb])$$, :h2, :t2));
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.fail_execution(%s, %s, 'transient', retry_after => '1 hour')$$, :h3, :t3));
+SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.release_execution(%s, %s)', :h4, :t4));
 -- A stale token reads the same one row, and is refused.
-BEGIN;
-TRUNCATE before;
-INSERT INTO before SELECT * FROM pg_temp.index_reads();
-SELECT execguard.complete_execution(:h5, :t5 + 1, '{}') AS complete_stale;
-SELECT * FROM pg_temp.index_reads_since();
-COMMIT;
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{}')$$, :h5, :t5 + 1));
 
 SELECT status, count(*) FROM execguard.executions GROUP BY status ORDER BY status;
