@@ -4,7 +4,8 @@
 -- for any batch size, so in prepared mode LIMIT is a parameter: its
 -- generic plan is a hash join over the whole table, and the plan cache
 -- plans it afresh on every execution instead (the planner trap).
--- base_single_tuned.sql is the same cycle hand-written for one row.
+-- run.sh derives the tuned baseline from this file: the same cycle with a
+-- constant LIMIT 1, as written by hand for single claims.
 WITH c AS (
 UPDATE bench_baseline_queue.executions AS e
            SET status = 'running', attempt = e.attempt + 1, fencing_token = e.fencing_token + 1,

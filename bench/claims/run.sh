@@ -6,7 +6,7 @@
 #
 #   (a) claim + complete cycles/s, CLIENTS clients, on a fresh table:
 #       single   eg_single.sql   vs base_single.sql  (2 transactions a cycle)
-#                                and base_single_tuned.sql (LIMIT 1 constant)
+#                                and the same with a constant LIMIT 1 (tuned)
 #       batch 10 eg_batch.sql    vs base_batch.sql   (1 statement a cycle)
 #       batch 50 eg_batch.sql    vs base_batch.sql
 #   (b) the same after CHURN executions were claimed and completed on each
@@ -75,9 +75,17 @@ fresh() {
 }
 
 # run_side MODE TABLE SCRIPT BATCH [CLIENTS]: executions/s of one run.
+# The tuned single-claim baseline is base_single.sql with the constant
+# LIMIT 1, derived here so the two cannot drift apart.
+tuned_single() { sed 's/LIMIT :batch$/LIMIT 1/' "$here/base_single.sql"; }
+
 run_side() {
     local mode=$1 table=$2 script=$3 batch=$4 clients=${5:-$CLIENTS} tps
-    tps=$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" "$here/$script" -D batch="$batch") || { echo 0; return; }
+    if [ "$script" = tuned ]; then
+        tps=$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" <(tuned_single) -D batch="$batch") || { echo 0; return; }
+    else
+        tps=$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" "$here/$script" -D batch="$batch") || { echo 0; return; }
+    fi
     [ "$(pending "$table")" -gt 0 ] || echo "warning: $table ran dry during $script" >&2
     awk -v t="$tps" -v b="$batch" 'BEGIN { printf "%.0f", t * b }'
 }
@@ -100,11 +108,11 @@ cycle_phase() {
             eg+=("$(run_side "$mode" $EG $eg_script "$batch")")
             # The two baselines share a table: they take turns going first.
             if [ "$batch" = 1 ] && [ $((round % 2)) = 0 ]; then
-                tuned+=("$(run_side "$mode" $BASE base_single_tuned.sql 1)")
+                tuned+=("$(run_side "$mode" $BASE tuned 1)")
             fi
             base+=("$(run_side "$mode" $BASE $base_script "$batch")")
             if [ "$batch" = 1 ] && [ $((round % 2)) = 1 ]; then
-                tuned+=("$(run_side "$mode" $BASE base_single_tuned.sql 1)")
+                tuned+=("$(run_side "$mode" $BASE tuned 1)")
             fi
         done
         RESULT[$phase,$mode,${config%%:*},eg]=$(median "${eg[@]}")
