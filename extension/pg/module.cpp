@@ -23,7 +23,7 @@ extern "C"
 #include "utils/guc.h"
 }
 
-int			eg_rescue_interval_ms = 100;
+int			eg_rescue_interval_ms = 1000;
 
 void
 eg_define_settings(void)
@@ -33,7 +33,7 @@ eg_define_settings(void)
 							"claim_next always rescues when due pending rows do not fill max_claims; "
 							"otherwise at most this often per session. 0 rescues on every call.",
 							&eg_rescue_interval_ms,
-							100, 0, 60 * 1000,
+							1000, 0, 60 * 1000,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
