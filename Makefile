@@ -10,7 +10,7 @@
 # The runner and the C++ unit tests are built by CMakeLists.txt.
 
 EXTENSION_NAME = execguard
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = execguard
 # extension/core: plain C++17, never sees a PostgreSQL header.
@@ -56,7 +56,8 @@ REGRESS = \
 	claim_next \
 	index_use \
 	counters \
-	roles
+	roles \
+	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)
 
 # Isolation specs live in test/isolation/specs/; pg_isolation_regress looks

@@ -1,6 +1,9 @@
 -- extension/execguard--0.1.0.sql
 --
--- Fresh-install script for execguard 0.1.0.
+-- Install script for execguard 0.1.0. Frozen: it is what 0.1.0 installed,
+-- and every later version is this script plus the upgrade scripts
+-- (execguard--0.1.0--0.2.0.sql, ...), which is also how CREATE EXTENSION
+-- installs the current version. Change the schema in a new upgrade script.
 --
 -- Glossary
 --   job            one submitted spec: models x regions x questions

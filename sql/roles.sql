@@ -27,6 +27,11 @@ SELECT c.relname AS relation_granted_to_public
   FROM pg_class AS c
  WHERE c.relnamespace = 'execguard'::regnamespace AND c.relkind IN ('r', 'v', 'S')
    AND EXISTS (SELECT 1 FROM aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) AS a WHERE a.grantee = 0);
+SELECT t.typname AS type_granted_to_public
+  FROM pg_type AS t
+ WHERE t.typnamespace = 'execguard'::regnamespace AND t.typtype IN ('c', 'd')
+   AND NOT EXISTS (SELECT 1 FROM pg_class AS c WHERE c.oid = t.typrelid AND c.relkind <> 'c')
+   AND EXISTS (SELECT 1 FROM aclexplode(coalesce(t.typacl, acldefault('T', t.typowner))) AS a WHERE a.grantee = 0);
 SELECT has_schema_privilege('public', 'execguard', 'USAGE') AS public_usage;
 
 -- The functions that write are SECURITY DEFINER with a fixed search_path.

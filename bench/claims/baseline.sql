@@ -1,10 +1,9 @@
 -- bench/claims/baseline.sql
 --
 -- The plain-SQL SKIP LOCKED queue that execguard's claims are measured
--- against: a table shaped like execguard.executions with the same indexes
--- (unique key, partial index on pending, partial indexes on running), and
--- the usual statements, written as a competent engineer would (see the
--- claim_*.sql / complete_*.sql scripts next to this file):
+-- against: the same table as execguard.executions (generated from it, below)
+-- and the usual statements, written as a competent engineer would (the
+-- functions below, and base_single.sql / base_batch.sql next to this file):
 --   claim:    UPDATE ... WHERE execution_id IN (SELECT ... WHERE status =
 --             'pending' ORDER BY execution_id LIMIT n FOR UPDATE SKIP LOCKED)
 --             RETURNING ...
@@ -16,20 +15,18 @@
 DROP SCHEMA IF EXISTS bench_baseline_queue CASCADE;
 CREATE SCHEMA bench_baseline_queue;
 
-CREATE TABLE bench_baseline_queue.executions (LIKE execguard.executions INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-ALTER TABLE bench_baseline_queue.executions
-    ALTER COLUMN execution_id ADD GENERATED ALWAYS AS IDENTITY,
-    ADD PRIMARY KEY (execution_id);
-CREATE UNIQUE INDEX executions_key
-    ON bench_baseline_queue.executions (job_id, model_id, region, question_id);
-CREATE INDEX executions_pending
-    ON bench_baseline_queue.executions (execution_id) WHERE status = 'pending';
-CREATE INDEX executions_running_lease
-    ON bench_baseline_queue.executions (lease_expires_at)
-    WHERE status = 'running' AND lease_expires_at IS NOT NULL;
-CREATE INDEX executions_running_owner
-    ON bench_baseline_queue.executions (owner_pid, owner_backend_start)
-    WHERE status = 'running' AND owner_pid IS NOT NULL;
+-- The same table as execguard.executions, generated from it so the two
+-- cannot drift apart: columns, domains, collations, defaults, constraints,
+-- and every index with its options (LIKE ... INCLUDING ALL), plus the
+-- table's storage and autovacuum settings, which LIKE does not copy.
+CREATE TABLE bench_baseline_queue.executions (LIKE execguard.executions INCLUDING ALL);
+DO $$
+BEGIN
+    EXECUTE format('ALTER TABLE bench_baseline_queue.executions SET (%s)',
+                   (SELECT array_to_string(reloptions, ', ')
+                      FROM pg_catalog.pg_class WHERE oid = 'execguard.executions'::regclass));
+END
+$$;
 
 -- Batch forms for the one-statement batch cycle (claim_batch.sql): a
 -- function call is what puts a statement boundary between the claim and
@@ -53,7 +50,7 @@ BEGIN
                                ORDER BY q.execution_id
                                LIMIT max_claims
                                  FOR UPDATE SKIP LOCKED)
-    RETURNING e.execution_id, e.fencing_token, e.attempt, e.job_id, e.model_id, e.region,
+    RETURNING e.execution_id, e.fencing_token, e.attempt::int, e.job_id, e.model_id, e.region,
               e.question_id, e.payload;
 END
 $fn$;

@@ -1,0 +1,98 @@
+--
+-- upgrade: ALTER EXTENSION execguard UPDATE from 0.1.0, on a database with
+-- executions in every state, keeps every row as it was, leaves the schema a
+-- fresh install has, and the guarantees hold on the upgraded rows. Runs
+-- last: it drops and recreates the extension. Job ids start with 'up-'.
+--
+DROP EXTENSION execguard CASCADE;
+CREATE EXTENSION execguard VERSION '0.1.0';
+
+-- One job of five questions: q1 completed, q2 running, q3 retry scheduled
+-- (pending with not_before), q4 pending, q5 failed; and a cancelled job.
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "up-1", "models": ["m"], "regions": ["r"], "questions": [
+      {"id": "q1", "prompt": "p"}, {"id": "q2", "prompt": "p"}, {"id": "q3", "prompt": "p"},
+      {"id": "q4", "prompt": "p"}, {"id": "q5", "prompt": "p"}]}');
+SELECT executions_created FROM execguard.submit_job('{"id": "up-cancelled", "models": ["m"], "regions": ["r"], "questions": ["p"]}');
+SELECT execguard.cancel_job('up-cancelled');
+SELECT execguard.complete_execution(c.execution_id, c.fencing_token, '{"answer": 1}')
+  FROM execguard.claim_execution('up-1', 'm', 'r', 'q1') AS c;
+SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q2', 'worker-2');
+SELECT execguard.fail_execution(c.execution_id, c.fencing_token, 'transient', retry_after => '1 hour')
+  FROM execguard.claim_execution('up-1', 'm', 'r', 'q3') AS c;
+SELECT execguard.fail_execution(c.execution_id, c.fencing_token, 'bad input', retryable => false)
+  FROM execguard.claim_execution('up-1', 'm', 'r', 'q5') AS c;
+
+CREATE TEMP TABLE before AS
+    SELECT execution_id, job_id, model_id, region, question_id, status::text, attempt::int,
+           max_attempts::int, fencing_token, worker, lease_expires_at, not_before, payload, result, error
+      FROM execguard.executions;
+
+ALTER EXTENSION execguard UPDATE TO '0.2.0';
+SELECT extversion FROM pg_extension WHERE extname = 'execguard';
+
+-- Every row as it was (compared as jsonb: the key columns' collation
+-- changed, and a row comparison needs the same collation on both sides).
+SELECT count(*) AS rows_changed_or_lost
+  FROM before AS b
+  FULL JOIN (SELECT execution_id, job_id, model_id, region, question_id, status::text, attempt::int,
+                    max_attempts::int, fencing_token, worker, lease_expires_at, not_before, payload, result, error
+               FROM execguard.executions) AS a USING (execution_id)
+ WHERE to_jsonb(b) IS DISTINCT FROM to_jsonb(a);
+SELECT question_id, status, attempt, not_before IS NOT NULL AS backoff FROM execguard.executions
+ WHERE job_id = 'up-1' ORDER BY question_id;
+
+-- The schema: columns with types and collations, indexes, constraints
+-- (the table's and the domains'). A pg_temp view, so that the fresh
+-- install below can be compared with it; it finds the schema by name, as
+-- the install recreates it with a new oid.
+CREATE TEMP VIEW schema_of_execguard AS
+    WITH eg AS (SELECT oid FROM pg_namespace WHERE nspname = 'execguard')
+    SELECT 'column' AS kind, c.relname || '.' || a.attname AS name,
+           format_type(a.atttypid, a.atttypmod) || coalesce(' COLLATE ' || quote_ident(co.collname), '')
+           || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END AS definition
+      FROM pg_attribute AS a
+      JOIN pg_class AS c ON c.oid = a.attrelid
+      LEFT JOIN pg_collation AS co ON co.oid = a.attcollation AND a.attcollation <> 100
+     WHERE c.relnamespace = (SELECT oid FROM eg) AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+      FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid
+     WHERE c.relnamespace = (SELECT oid FROM eg)
+    UNION ALL
+    SELECT 'constraint', coalesce(c.relname, t.typname) || '.' || k.conname, pg_get_constraintdef(k.oid)
+      FROM pg_constraint AS k
+      LEFT JOIN pg_class AS c ON c.oid = k.conrelid
+      LEFT JOIN pg_type AS t ON t.oid = k.contypid
+     WHERE k.connamespace = (SELECT oid FROM eg)
+    UNION ALL
+    SELECT 'storage option', c.relname, array_to_string(c.reloptions, ', ')
+      FROM pg_class AS c WHERE c.relnamespace = (SELECT oid FROM eg) AND c.reloptions IS NOT NULL;
+SELECT kind, name, definition FROM schema_of_execguard ORDER BY kind, name;
+CREATE TEMP TABLE upgraded_schema AS SELECT * FROM schema_of_execguard;
+
+-- The guarantees on upgraded rows: a done key is not run again, a pending
+-- one is claimed once, the running one stays held, the unique key holds,
+-- and the domains refuse a status or attempt count that cannot be.
+SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q1');
+SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q2');
+SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q3');
+SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q5');
+SELECT question_id FROM execguard.claim_next('w', 10);
+SELECT outcome FROM execguard.claim_execution('up-1', 'M', ' r ', 'q4');
+SELECT outcome FROM execguard.claim_execution('up-cancelled', 'm', 'r');
+\set VERBOSITY terse
+INSERT INTO execguard.executions (job_id, model_id, region, question_id) VALUES ('up-1', 'm', 'r', 'q1');
+UPDATE execguard.executions SET status = 'done' WHERE job_id = 'up-1' AND question_id = 'q1';
+UPDATE execguard.executions SET attempt = -1 WHERE job_id = 'up-1' AND question_id = 'q1';
+UPDATE execguard.executions SET max_attempts = 0 WHERE job_id = 'up-1' AND question_id = 'q1';
+UPDATE execguard.executions SET lease_expires_at = NULL WHERE job_id = 'up-1' AND question_id = 'q2';
+\set VERBOSITY default
+
+-- A fresh install of the default version has the same schema.
+DROP EXTENSION execguard CASCADE;
+CREATE EXTENSION execguard;
+SELECT extversion FROM pg_extension WHERE extname = 'execguard';
+(SELECT * FROM upgraded_schema EXCEPT SELECT * FROM schema_of_execguard)
+UNION ALL
+(SELECT * FROM schema_of_execguard EXCEPT SELECT * FROM upgraded_schema);
