@@ -22,6 +22,8 @@ PG_OBJS = \
 	extension/pg/submit_job.o \
 	extension/pg/claims.o \
 	extension/pg/key_lookup.o \
+	extension/pg/executions_table.o \
+	extension/pg/direct_writes.o \
 	extension/pg/owner.o \
 	extension/pg/spi_plans.o \
 	extension/pg/core_call.o \
@@ -57,6 +59,7 @@ REGRESS = \
 	index_use \
 	counters \
 	roles \
+	direct_writes \
 	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)
 
@@ -68,7 +71,8 @@ ISOLATION_SPECS = \
 	isolation_claim_vs_cancel \
 	isolation_complete_vs_reclaim \
 	isolation_claim_next_vs_claim_next \
-	isolation_terminate_vs_reclaim
+	isolation_terminate_vs_reclaim \
+	isolation_claim_next_busy_vs_claim_next
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -59,6 +59,18 @@ if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
     tail -n 20 "$log_dir/installcheck.log"
 fi
 
+# The same files with execguard.direct_writes off: the SQL statements that
+# stand in for the direct writes (tables with triggers) must behave the same.
+PGOPTIONS="${PGOPTIONS:-} -c execguard.direct_writes=off" make -s installcheck SKIP_ISOLATION=1 \
+    >"$log_dir/installcheck-sql-path.log" 2>&1
+PGOPTIONS="${PGOPTIONS:-} -c execguard.direct_writes=off" make -s isolationcheck \
+    >>"$log_dir/installcheck-sql-path.log" 2>&1
+ok=$(grep -cE '\.\.\. ok' "$log_dir/installcheck-sql-path.log")
+bad=$(grep -cE '\.\.\. (FAILED|failed)' "$log_dir/installcheck-sql-path.log")
+[ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && bad=1
+record pg_regress+isolation_sql_path "$ok" "$bad"
+[ "$bad" -gt 0 ] && grep -E '\.\.\. (FAILED|failed)' "$log_dir/installcheck-sql-path.log" | sed 's/^/  /'
+
 # C++ unit tests (and the short fuzz run) through CTest.
 ctest --test-dir build --output-on-failure >"$log_dir/ctest.log" 2>&1
 summary=$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log_dir/ctest.log" | tail -n 1)
@@ -74,6 +86,7 @@ fi
 
 # Suites that need the live server.
 [ -x test/stress/claim_stress.sh ] && run_one claim_stress test/stress/claim_stress.sh
+[ -x test/stress/claim_next_stress.sh ] && run_one claim_next_stress test/stress/claim_next_stress.sh
 [ -x test/hostile/run.sh ] && run_one hostile_inputs test/hostile/run.sh
 
 if [ -d test/e2e ]; then

@@ -10,6 +10,11 @@
  * predicates decide every transition. No advisory locks: all of it works
  * behind a transaction-mode pooler.
  *
+ * The hot paths (claim_next between rescue passes, complete_execution(s),
+ * heartbeat) make the same decision without planning a statement, through
+ * direct_writes.h; the statements below remain their definition, and run
+ * instead whenever the direct writes do not apply.
+ *
  * Outcomes of claim_execution: claimed and reclaimed are grants (execute);
  * everything else means "do not execute". Only a grant returns the fencing
  * token, which is the capability to heartbeat, complete, fail or release.
@@ -32,6 +37,7 @@ extern "C"
 #include "utils/timestamp.h"
 
 #include "core_call.h"
+#include "direct_writes.h"
 #include "key_lookup.h"
 #include "owner.h"
 #include "settings.h"
@@ -621,9 +627,24 @@ filter_fingerprint(Datum regions, bool regions_null, Datum models, bool models_n
 	return hash;
 }
 
-/* Marks the running claims of owners that are gone; see owner.h. */
+/* A regions or models argument of claim_next (canonical text[]) for direct writes. */
 static void
-sweep_dead_owners(void)
+key_filter(Datum array, bool isnull, EgKeyFilter *filter)
+{
+	filter->any = isnull;
+	filter->elements = NULL;
+	filter->n = 0;
+	if (!isnull)
+		deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &filter->elements, NULL,
+						  &filter->n);
+}
+
+/*
+ * Marks the running claims of owners that are gone; see owner.h. Connects
+ * SPI (connect_spi) only when a sweep is due.
+ */
+static void
+sweep_dead_owners(bool *spi)
 {
 	uint64		epoch;
 	uint64		n;
@@ -634,6 +655,7 @@ sweep_dead_owners(void)
 	if (!eg_owner_sweep_due(&epoch))
 		return;
 
+	connect_spi(spi);
 	n = eg_execute(&running_owners, NULL, NULL, 0);
 	pids = (int32 *) palloc(sizeof(int32) * (n + 1));
 	starts = (TimestampTz *) palloc(sizeof(TimestampTz) * (n + 1));
@@ -719,6 +741,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	bool		track_owner;
 	uint32		filter;
 	TimestampTz now;
+	bool		spi = false;
 
 	require_arg(fcinfo, 0, "worker");
 	values[0] = worker_arg(fcinfo, 0, &isnull);
@@ -743,23 +766,51 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	}
 
 	rsinfo = eg_begin_srf(fcinfo);
-	SPI_connect();
-	sweep_dead_owners();
+	sweep_dead_owners(&spi);
 	values[1] = Int32GetDatum(max_claims);
 	now = GetCurrentTimestamp();
 	if (now - last_rescue_pass < (TimestampTz) eg_rescue_interval_ms * 1000)
 	{
+		EgWriter	writer;
+
 		/* Busy path: pending rows only, unless they do not fill the request. */
-		values[7] = Int64GetDatum(pending_scan_after);
-		emit_claimed(rsinfo, eg_execute(&claim_pending_statement, values, nulls, 0), &counts);
+		if (eg_writer_begin(&writer))
+		{
+			EgGrant		grant;
+			EgKeyFilter regions;
+			EgKeyFilter models;
+
+			grant.worker = values[0];
+			grant.worker_null = false;
+			grant.owner_pid = values[5];
+			grant.owner_backend_start = values[6];
+			grant.owner_null = nulls[5] == 'n';
+			grant.lease_expires_at = DatumGetTimestampTz(
+				DirectFunctionCall2(timestamptz_pl_interval,
+									TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), values[2]));
+			key_filter(values[3], nulls[3] == 'n', &regions);
+			key_filter(values[4], nulls[4] == 'n', &models);
+			counts.claimed = eg_direct_claim_pending(&writer, max_claims, &grant, &regions, &models,
+													 pending_scan_after, rsinfo->setResult,
+													 rsinfo->setDesc, &counts.newest_claimed);
+			eg_writer_end(&writer);
+		}
+		else
+		{
+			values[7] = Int64GetDatum(pending_scan_after);
+			connect_spi(&spi);
+			emit_claimed(rsinfo, eg_execute(&claim_pending_statement, values, nulls, 0), &counts);
+		}
 		values[1] = Int32GetDatum(max_claims - (int32) counts.claimed);
 	}
 	if (counts.claimed < (uint64) max_claims)
 	{
+		connect_spi(&spi);
 		emit_claimed(rsinfo, eg_execute(&claim_next_statement, values, nulls, 0), &counts);
 		last_rescue_pass = now;
 	}
-	SPI_finish();
+	if (spi)
+		SPI_finish();
 	if (counts.claimed > 0)
 		pending_scan_after = counts.newest_claimed;
 
@@ -864,6 +915,8 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	char		pid_null;
 	char		start_null;
+	EgWriter	writer;
+	bool		held;
 
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
@@ -871,7 +924,18 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = lease_arg(fcinfo, 2);
 	owner_values(true, &values[3], &values[4], &pid_null, &start_null);
-	PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
+	if (!eg_writer_begin(&writer))
+		PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
+
+	held = eg_direct_heartbeat(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1),
+							   DatumGetTimestampTz(DirectFunctionCall2(
+								   timestamptz_pl_interval,
+								   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), values[2])),
+							   values[3], values[4]);
+	eg_writer_end(&writer);
+	if (!held)
+		eg_count(EG_STALE_WRITES_REJECTED, 1);
+	PG_RETURN_BOOL(held);
 }
 
 extern "C" Datum
@@ -879,6 +943,7 @@ execguard_complete_execution(PG_FUNCTION_ARGS)
 {
 	Datum		values[3];
 	bool		accepted;
+	EgWriter	writer;
 
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
@@ -886,7 +951,15 @@ execguard_complete_execution(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
-	accepted = fenced_write(&complete_statement, values, NULL);
+	if (eg_writer_begin(&writer))
+	{
+		accepted = eg_direct_complete(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1), values[2]);
+		eg_writer_end(&writer);
+		if (!accepted)
+			eg_count(EG_STALE_WRITES_REJECTED, 1);
+	}
+	else
+		accepted = fenced_write(&complete_statement, values, NULL);
 	if (accepted)
 		eg_count(EG_EXECUTIONS_COMPLETED, 1);
 	PG_RETURN_BOOL(accepted);
@@ -941,6 +1014,7 @@ execguard_complete_executions(PG_FUNCTION_ARGS)
 	uint64		n;
 	uint64		accepted = 0;
 	Datum		values[3];
+	EgWriter	writer;
 
 	n_ids = array_arg(fcinfo, 0, "execution_ids", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids);
 	if (array_arg(fcinfo, 1, "fencing_tokens", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &tokens) != n_ids ||
@@ -961,23 +1035,43 @@ execguard_complete_executions(PG_FUNCTION_ARGS)
 					 errmsg("execution_ids contains %lld more than once", (long long) sorted[i])));
 
 	rsinfo = eg_begin_srf(fcinfo);
-	values[0] = PG_GETARG_DATUM(0);
-	values[1] = PG_GETARG_DATUM(1);
-	values[2] = PG_GETARG_DATUM(2);
-	SPI_connect();
-	n = eg_execute(&complete_batch_statement, values, NULL, 0);
-	for (uint64 row = 0; row < n; row++)
+	if (eg_writer_begin(&writer))
 	{
-		Datum		out[2];
-		bool		out_nulls[2] = {false, false};
+		for (int i = 0; i < n_ids; i++)
+		{
+			Datum		out[2];
+			bool		out_nulls[2] = {false, false};
+			bool		done = eg_direct_complete(&writer, DatumGetInt64(ids[i]), DatumGetInt64(tokens[i]),
+												  results[i]);
 
-		out[0] = eg_result_not_null(row, 1);
-		out[1] = eg_result_not_null(row, 2);
-		if (DatumGetBool(out[1]))
-			accepted++;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, out_nulls);
+			out[0] = ids[i];
+			out[1] = BoolGetDatum(done);
+			accepted += done;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, out_nulls);
+		}
+		eg_writer_end(&writer);
+		n = (uint64) n_ids;
 	}
-	SPI_finish();
+	else
+	{
+		values[0] = PG_GETARG_DATUM(0);
+		values[1] = PG_GETARG_DATUM(1);
+		values[2] = PG_GETARG_DATUM(2);
+		SPI_connect();
+		n = eg_execute(&complete_batch_statement, values, NULL, 0);
+		for (uint64 row = 0; row < n; row++)
+		{
+			Datum		out[2];
+			bool		out_nulls[2] = {false, false};
+
+			out[0] = eg_result_not_null(row, 1);
+			out[1] = eg_result_not_null(row, 2);
+			if (DatumGetBool(out[1]))
+				accepted++;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, out_nulls);
+		}
+		SPI_finish();
+	}
 
 	eg_count(EG_EXECUTIONS_COMPLETED, accepted);
 	eg_count(EG_STALE_WRITES_REJECTED, n - accepted);

@@ -19,14 +19,7 @@
 
 #include "datatype/timestamp.h"
 
-typedef enum EgStatus
-{
-	EG_STATUS_PENDING,
-	EG_STATUS_RUNNING,
-	EG_STATUS_COMPLETED,
-	EG_STATUS_FAILED,
-	EG_STATUS_CANCELLED
-} EgStatus;
+#include "executions_table.h"
 
 typedef struct EgKeyRow
 {

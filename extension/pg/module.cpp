@@ -24,6 +24,7 @@ extern "C"
 }
 
 int			eg_rescue_interval_ms = 1000;
+bool		eg_direct_writes = true;
 
 void
 eg_define_settings(void)
@@ -36,6 +37,16 @@ eg_define_settings(void)
 							1000, 0, 60 * 1000,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("execguard.direct_writes",
+							 "Claims, completions and heartbeats write execguard.executions directly.",
+							 "The hot writes use the table access method and the executor's index and "
+							 "constraint routines instead of planning and running an SQL statement, with the "
+							 "same locking and re-checks. Off runs the SQL statements (slower). A table with "
+							 "triggers, row-level security or generated columns always takes the SQL path.",
+							 &eg_direct_writes,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("execguard");
 #endif

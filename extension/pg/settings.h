@@ -12,6 +12,13 @@
  */
 extern int	eg_rescue_interval_ms;
 
+/*
+ * execguard.direct_writes: the hot writes go through the table access
+ * method (direct_writes.h) rather than SQL statements. Off is for
+ * diagnosis and for running the test suites on both paths.
+ */
+extern bool eg_direct_writes;
+
 extern void eg_define_settings(void);
 
 #endif							/* EXECGUARD_PG_SETTINGS_H */

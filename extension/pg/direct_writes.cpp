@@ -1,0 +1,478 @@
+/*
+ * extension/pg/direct_writes.cpp
+ *
+ * See direct_writes.h. Plain C-style code: nothing with a destructor, so an
+ * error raised below unwinds cleanly; the relation and index locks, buffer
+ * pins and the active snapshot are released by the transaction's abort.
+ */
+/* PostgreSQL declares its API with C linkage only when asked to. */
+extern "C"
+{
+#include "postgres.h"
+
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/bitmapset.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "direct_writes.h"
+#include "settings.h"
+}
+
+/*
+ * The columns any direct write may change. The executor uses the set to
+ * tell each index whether an update left its key unchanged (none of these
+ * is a key column of the primary key or of executions_key), which lets
+ * btree delete old versions of the same key bottom-up instead of splitting
+ * pages.
+ */
+static const EgColumn written_columns[] = {
+	EG_COL_STATUS, EG_COL_ATTEMPT, EG_COL_FENCING_TOKEN, EG_COL_WORKER, EG_COL_OWNER_PID,
+	EG_COL_OWNER_BACKEND_START, EG_COL_LEASE_EXPIRES_AT, EG_COL_NOT_BEFORE, EG_COL_RESULT,
+	EG_COL_ERROR, EG_COL_STARTED_AT, EG_COL_FINISHED_AT
+};
+
+/* Does an UPDATE statement do anything on this table that we would skip? */
+static bool
+needs_sql(Relation rel)
+{
+	return rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity ||
+		(rel->rd_att->constr != NULL && rel->rd_att->constr->has_generated_stored);
+}
+
+static void
+concurrent_update_error(bool deleted)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg(deleted ? "could not serialize access due to concurrent delete" :
+					"could not serialize access due to concurrent update")));
+}
+
+/*
+ * What ExecConstraints and ExecInsertIndexTuples would otherwise prepare
+ * on first use in every call: the CHECK constraints, planned once per
+ * backend (eg_table_checks), and the partial indexes' predicates, which the
+ * relcache keeps planned already (ExecPrepareQual would plan them again).
+ */
+static void
+prepare_checks(EgWriter *writer)
+{
+	ResultRelInfo *result_rel = writer->result_rel;
+	MemoryContext old;
+
+	if (writer->rel->rd_att->constr != NULL && writer->rel->rd_att->constr->num_check > 0)
+		result_rel->ri_ConstraintExprs = eg_table_checks(writer->rel, writer->estate);
+	old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
+	for (int i = 0; i < result_rel->ri_NumIndices; i++)
+	{
+		IndexInfo  *index = result_rel->ri_IndexRelationInfo[i];
+
+		if (index->ii_Predicate != NIL)
+			index->ii_PredicateState = ExecInitQual(index->ii_Predicate, NULL);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+bool
+eg_writer_begin(EgWriter *writer)
+{
+	RangeTblEntry *rte;
+	Bitmapset  *updated = NULL;
+
+	if (!eg_direct_writes)
+		return false;
+	writer->table = eg_executions_table();
+	writer->rel = table_open(writer->table->relid, RowExclusiveLock);
+	if (needs_sql(writer->rel))
+	{
+		/* The SQL statement that runs instead takes the same lock. */
+		table_close(writer->rel, NoLock);
+		return false;
+	}
+	CheckCmdReplicaIdentity(writer->rel, CMD_UPDATE);
+
+	for (size_t i = 0; i < lengthof(written_columns); i++)
+		updated = bms_add_member(updated, writer->table->attnum[written_columns[i]] -
+								 FirstLowInvalidHeapAttributeNumber);
+
+	writer->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(writer->rel);
+	rte->relkind = writer->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->updatedCols = updated;
+	ExecInitRangeTable(writer->estate, list_make1(rte));
+	writer->result_rel = makeNode(ResultRelInfo);
+	InitResultRelInfo(writer->result_rel, writer->rel, 1, NULL, 0);
+	ExecOpenIndices(writer->result_rel, false);
+	prepare_checks(writer);
+
+	/*
+	 * As SPI runs a statement of a volatile function: the effects of earlier
+	 * commands become visible, and the snapshot is new under READ COMMITTED
+	 * (the transaction's, with this command's id, under REPEATABLE READ).
+	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	writer->snapshot = GetActiveSnapshot();
+	writer->estate->es_snapshot = writer->snapshot;
+	writer->estate->es_output_cid = GetCurrentCommandId(true);
+
+	writer->row = table_slot_create(writer->rel, &writer->estate->es_tupleTable);
+	writer->update = ExecInitExtraTupleSlot(writer->estate, RelationGetDescr(writer->rel), &TTSOpsVirtual);
+	writer->values = writer->update->tts_values;
+	writer->isnull = writer->update->tts_isnull;
+	writer->pkey = NULL;
+	writer->pkey_scan = NULL;
+	return true;
+}
+
+void
+eg_writer_end(EgWriter *writer)
+{
+	if (writer->pkey_scan != NULL)
+		index_endscan(writer->pkey_scan);
+	ExecCloseIndices(writer->result_rel);
+	ExecResetTupleTable(writer->estate->es_tupleTable, false);
+	FreeExecutorState(writer->estate);
+	PopActiveSnapshot();
+	/* Locks are kept to the end of the transaction, as for a statement. */
+	table_close(writer->rel, NoLock);
+}
+
+Relation
+eg_writer_index(EgWriter *writer, Oid indexid)
+{
+	for (int i = 0; i < writer->result_rel->ri_NumIndices; i++)
+		if (RelationGetRelid(writer->result_rel->ri_IndexRelationDescs[i]) == indexid)
+			return writer->result_rel->ri_IndexRelationDescs[i];
+	elog(ERROR, "execguard: index %u of execguard.executions is not open", indexid);
+	pg_unreachable();
+}
+
+bool
+eg_writer_fetch(EgWriter *writer, int64 execution_id)
+{
+	ScanKeyData key;
+
+	if (writer->pkey_scan == NULL)
+	{
+		writer->pkey = eg_writer_index(writer, writer->table->pkey_index);
+		writer->pkey_scan = index_beginscan(writer->rel, writer->pkey, writer->snapshot, 1, 0);
+	}
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
+	index_rescan(writer->pkey_scan, &key, 1, NULL, 0);
+	/* The primary key: at most one version is visible. */
+	return index_getnext_slot(writer->pkey_scan, ForwardScanDirection, writer->row);
+}
+
+void
+eg_writer_prepare(EgWriter *writer)
+{
+	int			natts = RelationGetDescr(writer->rel)->natts;
+
+	ExecClearTuple(writer->update);
+	slot_getallattrs(writer->row);
+	/* By reference values point into the row's buffer, which stays pinned. */
+	memcpy(writer->values, writer->row->tts_values, sizeof(Datum) * natts);
+	memcpy(writer->isnull, writer->row->tts_isnull, sizeof(bool) * natts);
+}
+
+EgWriteResult
+eg_writer_update(EgWriter *writer, bool wait)
+{
+	TM_FailureData failure;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	TM_Result	result;
+
+	ResetPerTupleExprContext(writer->estate);
+	ExecStoreVirtualTuple(writer->update);
+	if (writer->rel->rd_att->constr != NULL)
+		ExecConstraints(writer->result_rel, writer->update, writer->estate);
+	result = table_tuple_update(writer->rel, &writer->row->tts_tid, writer->update,
+								writer->estate->es_output_cid, writer->snapshot, InvalidSnapshot,
+								wait, &failure, &lockmode, &update_indexes);
+	switch (result)
+	{
+		case TM_Ok:
+			if (writer->result_rel->ri_NumIndices > 0 && update_indexes)
+				ExecInsertIndexTuples(writer->result_rel, writer->update, writer->estate, true, false,
+									  NULL, NIL);
+			return EG_WRITE_DONE;
+		case TM_BeingModified:
+			/* Only without waiting: another transaction holds the row. */
+			return EG_WRITE_BUSY;
+		case TM_Updated:
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				concurrent_update_error(result == TM_Deleted);
+			return EG_WRITE_CHANGED;
+		case TM_SelfModified:
+			/* Written already by this call (it never writes a row twice). */
+			return EG_WRITE_CHANGED;
+		default:
+			elog(ERROR, "execguard: unexpected result %d updating an execution", (int) result);
+	}
+	pg_unreachable();
+}
+
+bool
+eg_writer_lock_newest(EgWriter *writer)
+{
+	TM_FailureData failure;
+	ItemPointerData tid = writer->row->tts_tid;
+	TM_Result	result;
+
+	result = table_tuple_lock(writer->rel, &tid, writer->snapshot, writer->row,
+							  writer->estate->es_output_cid, LockTupleNoKeyExclusive, LockWaitBlock,
+							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
+	switch (result)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				concurrent_update_error(true);
+			return false;
+		case TM_SelfModified:
+			return false;
+		default:
+			elog(ERROR, "execguard: unexpected result %d locking an execution", (int) result);
+	}
+	pg_unreachable();
+}
+
+/* ---------------------------------------------------------------------- */
+/* The writes                                                             */
+/* ---------------------------------------------------------------------- */
+
+static inline void
+set_column(EgWriter *writer, EgColumn column, Datum value, bool isnull)
+{
+	AttrNumber	attnum = writer->table->attnum[column];
+
+	writer->values[attnum - 1] = value;
+	writer->isnull[attnum - 1] = isnull;
+}
+
+static inline Datum
+prepared_column(EgWriter *writer, EgColumn column)
+{
+	return writer->values[writer->table->attnum[column] - 1];
+}
+
+static bool
+held_with(EgWriter *writer, int64 fencing_token)
+{
+	return eg_row_status(writer->row) == EG_STATUS_RUNNING &&
+		DatumGetInt64(eg_column_not_null(writer->row, EG_COL_FENCING_TOKEN)) == fencing_token;
+}
+
+typedef void (*EgFill) (EgWriter *writer, const void *arg);
+
+/*
+ * A write by the holder of a grant: only a row that is running with this
+ * token is written. The check is made on the version the snapshot sees;
+ * if a concurrent transaction changed the row before our write, its newest
+ * version is locked and checked again (a rescue or a cancel made the token
+ * stale), as an UPDATE's WHERE clause is re-checked under READ COMMITTED.
+ */
+static bool
+fenced_update(EgWriter *writer, int64 execution_id, int64 fencing_token, EgFill fill, const void *arg)
+{
+	if (!eg_writer_fetch(writer, execution_id))
+		return false;
+	for (;;)
+	{
+		if (!held_with(writer, fencing_token))
+			return false;
+		eg_writer_prepare(writer);
+		fill(writer, arg);
+		switch (eg_writer_update(writer, true))
+		{
+			case EG_WRITE_DONE:
+				return true;
+			case EG_WRITE_CHANGED:
+				/* Locked now: the next write cannot be overtaken. */
+				if (!eg_writer_lock_newest(writer))
+					return false;
+				break;
+			case EG_WRITE_BUSY:
+				elog(ERROR, "execguard: a waiting update found its row busy");
+		}
+	}
+}
+
+typedef struct CompleteFill
+{
+	Datum		status;
+	Datum		result;
+	TimestampTz now;
+} CompleteFill;
+
+static void
+fill_complete(EgWriter *writer, const void *arg)
+{
+	const CompleteFill *fill = (const CompleteFill *) arg;
+
+	set_column(writer, EG_COL_STATUS, fill->status, false);
+	set_column(writer, EG_COL_RESULT, fill->result, false);
+	set_column(writer, EG_COL_FINISHED_AT, TimestampTzGetDatum(fill->now), false);
+	set_column(writer, EG_COL_OWNER_PID, (Datum) 0, true);
+	set_column(writer, EG_COL_OWNER_BACKEND_START, (Datum) 0, true);
+}
+
+bool
+eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Datum result)
+{
+	CompleteFill fill;
+
+	fill.status = CStringGetTextDatum("completed");
+	fill.result = result;
+	fill.now = GetCurrentTransactionStartTimestamp();
+	return fenced_update(writer, execution_id, fencing_token, fill_complete, &fill);
+}
+
+typedef struct HeartbeatFill
+{
+	TimestampTz lease_expires_at;
+	Datum		owner_pid;
+	Datum		owner_backend_start;
+} HeartbeatFill;
+
+static void
+fill_heartbeat(EgWriter *writer, const void *arg)
+{
+	const HeartbeatFill *fill = (const HeartbeatFill *) arg;
+
+	set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(fill->lease_expires_at), false);
+	/* An untracked claim stays untracked. */
+	if (!writer->isnull[writer->table->attnum[EG_COL_OWNER_PID] - 1])
+	{
+		set_column(writer, EG_COL_OWNER_PID, fill->owner_pid, false);
+		set_column(writer, EG_COL_OWNER_BACKEND_START, fill->owner_backend_start, false);
+	}
+}
+
+bool
+eg_direct_heartbeat(EgWriter *writer, int64 execution_id, int64 fencing_token,
+					TimestampTz lease_expires_at, Datum owner_pid, Datum owner_backend_start)
+{
+	HeartbeatFill fill;
+
+	fill.lease_expires_at = lease_expires_at;
+	fill.owner_pid = owner_pid;
+	fill.owner_backend_start = owner_backend_start;
+	return fenced_update(writer, execution_id, fencing_token, fill_heartbeat, &fill);
+}
+
+static bool
+filter_admits(const EgKeyFilter *filter, Datum value)
+{
+	const text *key = DatumGetTextPP(value);
+	size_t		len = VARSIZE_ANY_EXHDR(key);
+
+	if (filter->any)
+		return true;
+	for (int i = 0; i < filter->n; i++)
+	{
+		const text *element = DatumGetTextPP(filter->elements[i]);
+
+		if (VARSIZE_ANY_EXHDR(element) == len && memcmp(VARDATA_ANY(element), VARDATA_ANY(key), len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Rows are taken in the order of the pending index. A row that another
+ * transaction holds, or that changed since the scan's snapshot (claimed,
+ * cancelled, or claimed and released again), is skipped, where FOR UPDATE
+ * SKIP LOCKED would lock and re-check the newest version of the last kind:
+ * such a row is due and is taken by a later call.
+ */
+uint64
+eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant,
+						const EgKeyFilter *regions, const EgKeyFilter *models, int64 after,
+						Tuplestorestate *store, TupleDesc store_desc, int64 *newest)
+{
+	Relation	pending = eg_writer_index(writer, writer->table->pending_index);
+	IndexScanDesc scan = index_beginscan(writer->rel, pending, writer->snapshot, 1, 0);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		running = CStringGetTextDatum("running");
+	ScanKeyData key;
+	uint64		claimed = 0;
+
+	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	index_rescan(scan, &key, 1, NULL, 0);
+	while (claimed < (uint64) max_claims && index_getnext_slot(scan, ForwardScanDirection, writer->row))
+	{
+		static const EgColumn claimed_columns[] = {
+			EG_COL_EXECUTION_ID, EG_COL_FENCING_TOKEN, EG_COL_ATTEMPT, EG_COL_JOB_ID,
+			EG_COL_MODEL_ID, EG_COL_REGION, EG_COL_QUESTION_ID, EG_COL_PAYLOAD
+		};
+		Datum		out[lengthof(claimed_columns)];
+		bool		out_null[lengthof(claimed_columns)];
+		bool		isnull;
+		Datum		not_before;
+		int64		execution_id;
+
+		CHECK_FOR_INTERRUPTS();
+		if (eg_row_status(writer->row) != EG_STATUS_PENDING)
+			continue;
+		not_before = eg_column(writer->row, EG_COL_NOT_BEFORE, &isnull);
+		if (!isnull && DatumGetTimestampTz(not_before) > now)
+			continue;
+		if (!filter_admits(regions, eg_column_not_null(writer->row, EG_COL_REGION)) ||
+			!filter_admits(models, eg_column_not_null(writer->row, EG_COL_MODEL_ID)))
+			continue;
+
+		eg_writer_prepare(writer);
+		set_column(writer, EG_COL_STATUS, running, false);
+		set_column(writer, EG_COL_ATTEMPT, Int32GetDatum(DatumGetInt32(prepared_column(writer, EG_COL_ATTEMPT)) + 1),
+				   false);
+		set_column(writer, EG_COL_FENCING_TOKEN,
+				   Int64GetDatum(DatumGetInt64(prepared_column(writer, EG_COL_FENCING_TOKEN)) + 1), false);
+		set_column(writer, EG_COL_WORKER, grant->worker, grant->worker_null);
+		set_column(writer, EG_COL_OWNER_PID, grant->owner_pid, grant->owner_null);
+		set_column(writer, EG_COL_OWNER_BACKEND_START, grant->owner_backend_start, grant->owner_null);
+		set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(grant->lease_expires_at), false);
+		set_column(writer, EG_COL_NOT_BEFORE, (Datum) 0, true);
+		set_column(writer, EG_COL_STARTED_AT, TimestampTzGetDatum(now), false);
+		set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
+		if (eg_writer_update(writer, false) != EG_WRITE_DONE)
+			continue;
+
+		for (size_t c = 0; c < lengthof(claimed_columns); c++)
+		{
+			AttrNumber	attnum = writer->table->attnum[claimed_columns[c]];
+
+			out[c] = writer->values[attnum - 1];
+			out_null[c] = writer->isnull[attnum - 1];
+		}
+		tuplestore_putvalues(store, store_desc, out, out_null);
+		claimed++;
+		execution_id = DatumGetInt64(prepared_column(writer, EG_COL_EXECUTION_ID));
+		if (execution_id > *newest)
+			*newest = execution_id;
+	}
+	index_endscan(scan);
+	return claimed;
+}

@@ -1,0 +1,206 @@
+/*
+ * extension/pg/executions_table.cpp
+ *
+ * See executions_table.h.
+ */
+/* PostgreSQL declares its API with C linkage only when asked to. */
+extern "C"
+{
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
+#include "executor/tuptable.h"
+#include "executor/executor.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "executions_table.h"
+}
+
+#define EG_SCHEMA "execguard"
+#define EG_TABLE "executions"
+
+static const char *const column_names[EG_NUM_COLUMNS] = {
+	"execution_id", "job_id", "model_id", "region", "question_id", "status", "attempt",
+	"max_attempts", "fencing_token", "worker", "owner_pid", "owner_backend_start",
+	"lease_expires_at", "not_before", "payload", "result", "error", "started_at", "finished_at"
+};
+
+static EgExecutionsTable table;
+static bool table_valid = false;
+static bool callback_registered = false;
+
+static void
+forget_on_invalidation(Datum arg, Oid relid)
+{
+	if (!table_valid)
+		return;
+	if (relid == InvalidOid || relid == table.relid || relid == table.pkey_index ||
+		relid == table.key_index || relid == table.pending_index)
+		table_valid = false;
+}
+
+static Oid
+relation_oid(Oid schema, const char *name)
+{
+	Oid			relid = get_relname_relid(name, schema);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"%s.%s\" does not exist", EG_SCHEMA, name),
+				 errhint("The execguard extension's objects are missing; reinstall the extension.")));
+	return relid;
+}
+
+/*
+ * An index of the table by oid, checked to be what execguard created:
+ * on the table, with `columns` key columns, unique or not as required.
+ */
+static Oid
+checked_index(Oid schema, const char *name, int columns, bool unique, EgColumn first_column)
+{
+	Oid			indexid = relation_oid(schema, name);
+	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
+	Form_pg_index index;
+	bool		ok;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "execguard: cache lookup failed for index %u", indexid);
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	ok = index->indrelid == table.relid && index->indnkeyatts == columns &&
+		(!unique || index->indisunique) && index->indkey.values[0] == table.attnum[first_column];
+	ReleaseSysCache(tuple);
+	if (!ok)
+		elog(ERROR, "execguard: %s.%s is not the index execguard created on %s.%s", EG_SCHEMA, name,
+			 EG_SCHEMA, EG_TABLE);
+	return indexid;
+}
+
+const EgExecutionsTable *
+eg_executions_table(void)
+{
+	Oid			schema;
+
+	if (table_valid)
+		return &table;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_on_invalidation, (Datum) 0);
+		callback_registered = true;
+	}
+
+	schema = get_namespace_oid(EG_SCHEMA, false);
+	table.relid = relation_oid(schema, EG_TABLE);
+	for (int c = 0; c < EG_NUM_COLUMNS; c++)
+	{
+		table.attnum[c] = get_attnum(table.relid, column_names[c]);
+		if (table.attnum[c] == InvalidAttrNumber)
+			elog(ERROR, "execguard: column \"%s\" of %s.%s is missing", column_names[c], EG_SCHEMA,
+				 EG_TABLE);
+	}
+	table.pkey_index = checked_index(schema, "executions_pkey", 1, true, EG_COL_EXECUTION_ID);
+	table.key_index = checked_index(schema, "executions_key", 4, true, EG_COL_JOB_ID);
+	table.pending_index = checked_index(schema, "executions_pending", 1, false, EG_COL_EXECUTION_ID);
+	table_valid = true;
+	return &table;
+}
+
+Datum
+eg_column(TupleTableSlot *slot, EgColumn column, bool *isnull)
+{
+	return slot_getattr(slot, table.attnum[column], isnull);
+}
+
+Datum
+eg_column_not_null(TupleTableSlot *slot, EgColumn column)
+{
+	bool		isnull;
+	Datum		value = slot_getattr(slot, table.attnum[column], &isnull);
+
+	if (isnull)
+		elog(ERROR, "execguard: %s.%s.%s is NULL", EG_SCHEMA, EG_TABLE, column_names[column]);
+	return value;
+}
+
+EgStatus
+eg_row_status(TupleTableSlot *slot)
+{
+	static const struct
+	{
+		const char *name;
+		EgStatus	status;
+	}			known[] = {
+		{"pending", EG_STATUS_PENDING},
+		{"running", EG_STATUS_RUNNING},
+		{"completed", EG_STATUS_COMPLETED},
+		{"failed", EG_STATUS_FAILED},
+		{"cancelled", EG_STATUS_CANCELLED},
+	};
+	text	   *status = DatumGetTextPP(eg_column_not_null(slot, EG_COL_STATUS));
+	size_t		len = VARSIZE_ANY_EXHDR(status);
+
+	for (const auto &k : known)
+		if (strlen(k.name) == len && memcmp(k.name, VARDATA_ANY(status), len) == 0)
+			return k.status;
+	/* The domain execguard.execution_status rules this out. */
+	elog(ERROR, "execguard: unknown execution status \"%.*s\"", (int) len, VARDATA_ANY(status));
+	pg_unreachable();
+}
+
+/* Planned CHECK constraints of the table (eg_table_checks). */
+static MemoryContext checks_context = NULL;
+static char **checks_source = NULL;	/* ccbin of each, in constr->check order */
+static Expr **checks_planned = NULL;
+static int	checks_count = -1;		/* -1: nothing cached */
+
+static bool
+checks_cached_for(const TupleConstr *constr)
+{
+	if (checks_count != constr->num_check)
+		return false;
+	for (int i = 0; i < checks_count; i++)
+		if (strcmp(checks_source[i], constr->check[i].ccbin) != 0)
+			return false;
+	return true;
+}
+
+ExprState **
+eg_table_checks(Relation rel, EState *estate)
+{
+	const TupleConstr *constr = rel->rd_att->constr;
+	ExprState **states;
+	MemoryContext old;
+
+	if (!checks_cached_for(constr))
+	{
+		if (checks_context == NULL)
+			checks_context = AllocSetContextCreate(CacheMemoryContext, "execguard table checks",
+												   ALLOCSET_SMALL_SIZES);
+		checks_count = -1;
+		MemoryContextReset(checks_context);
+		old = MemoryContextSwitchTo(checks_context);
+		checks_source = (char **) palloc(sizeof(char *) * (constr->num_check + 1));
+		checks_planned = (Expr **) palloc(sizeof(Expr *) * (constr->num_check + 1));
+		for (int i = 0; i < constr->num_check; i++)
+		{
+			checks_source[i] = pstrdup(constr->check[i].ccbin);
+			checks_planned[i] = expression_planner((Expr *) stringToNode(checks_source[i]));
+		}
+		MemoryContextSwitchTo(old);
+		checks_count = constr->num_check;
+	}
+
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	states = (ExprState **) palloc(sizeof(ExprState *) * (checks_count + 1));
+	for (int i = 0; i < checks_count; i++)
+		states[i] = ExecInitExpr(checks_planned[i], NULL);
+	MemoryContextSwitchTo(old);
+	return states;
+}

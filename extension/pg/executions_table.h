@@ -1,0 +1,80 @@
+/*
+ * extension/pg/executions_table.h
+ *
+ * execguard.executions as the direct-access code sees it (key_lookup.cpp,
+ * direct_writes.cpp): the oids of the table and of the indexes it reads,
+ * and the attribute number of every column by name. Looked up once per
+ * backend and kept until a relcache invalidation of the table or one of
+ * those indexes (ALTER TABLE, REINDEX, DROP EXTENSION) forgets them.
+ */
+#ifndef EXECGUARD_PG_EXECUTIONS_TABLE_H
+#define EXECGUARD_PG_EXECUTIONS_TABLE_H
+
+#include "postgres.h"
+
+#include "nodes/execnodes.h"
+#include "utils/rel.h"
+
+typedef enum EgColumn
+{
+	EG_COL_EXECUTION_ID,
+	EG_COL_JOB_ID,
+	EG_COL_MODEL_ID,
+	EG_COL_REGION,
+	EG_COL_QUESTION_ID,
+	EG_COL_STATUS,
+	EG_COL_ATTEMPT,
+	EG_COL_MAX_ATTEMPTS,
+	EG_COL_FENCING_TOKEN,
+	EG_COL_WORKER,
+	EG_COL_OWNER_PID,
+	EG_COL_OWNER_BACKEND_START,
+	EG_COL_LEASE_EXPIRES_AT,
+	EG_COL_NOT_BEFORE,
+	EG_COL_PAYLOAD,
+	EG_COL_RESULT,
+	EG_COL_ERROR,
+	EG_COL_STARTED_AT,
+	EG_COL_FINISHED_AT,
+	EG_NUM_COLUMNS
+} EgColumn;
+
+typedef enum EgStatus
+{
+	EG_STATUS_PENDING,
+	EG_STATUS_RUNNING,
+	EG_STATUS_COMPLETED,
+	EG_STATUS_FAILED,
+	EG_STATUS_CANCELLED
+} EgStatus;
+
+typedef struct EgExecutionsTable
+{
+	Oid			relid;
+	Oid			pkey_index;		/* executions_pkey (execution_id) */
+	Oid			key_index;		/* executions_key, the unique key */
+	Oid			pending_index;	/* executions_pending (execution_id) WHERE pending */
+	AttrNumber	attnum[EG_NUM_COLUMNS];
+} EgExecutionsTable;
+
+/* The table's oids and columns; errors out if the extension's objects are missing. */
+extern const EgExecutionsTable *eg_executions_table(void);
+
+/* A column's value in a slot of the table; NOT NULL columns error out on NULL. */
+extern Datum eg_column(TupleTableSlot *slot, EgColumn column, bool *isnull);
+extern Datum eg_column_not_null(TupleTableSlot *slot, EgColumn column);
+
+/*
+ * The table's CHECK constraints ready to evaluate, for
+ * ResultRelInfo.ri_ConstraintExprs: planned once per backend (as the
+ * typcache does for domain constraints) and compiled into estate's query
+ * context, where ExecConstraints would re-read and re-plan each one in
+ * every call. The cache is keyed on the constraints' text, so any change
+ * to them (a DBA's ALTER TABLE) is picked up.
+ */
+extern ExprState **eg_table_checks(Relation rel, EState *estate);
+
+/* The status column of a row of the table. */
+extern EgStatus eg_row_status(TupleTableSlot *slot);
+
+#endif							/* EXECGUARD_PG_EXECUTIONS_TABLE_H */

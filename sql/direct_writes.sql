@@ -1,0 +1,88 @@
+--
+-- direct_writes: claim_next's scan of pending rows, complete_execution(s)
+-- and heartbeat write execguard.executions through the table access method
+-- (execguard.direct_writes, on by default). What an UPDATE statement would
+-- enforce still holds: constraints a DBA adds are checked, and a table
+-- with triggers takes the SQL path, so the triggers fire. (The whole suite
+-- also runs with the setting off.)
+-- Job ids start with 'dw-'.
+--
+TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+-- A session's first claim_next runs the rescue pass; later ones take the
+-- direct busy path, which is what this file exercises.
+SET execguard.rescue_interval = '1min';
+SELECT count(*) AS claimed FROM execguard.claim_next('dw-warm-up', 1);
+
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "dw-1", "models": ["a", "b"], "regions": ["r1", "r2"], "questions": ["q1", "q2"]}');
+
+-- The busy path: oldest first, filters canonicalised, one grant each.
+SELECT model_id, region, question_id, fencing_token, attempt
+  FROM execguard.claim_next('w1', 2, regions => '{" R2 "}') ORDER BY execution_id;
+SELECT model_id, region, question_id, fencing_token, attempt
+  FROM execguard.claim_next('w1', 1, models => '{B}');
+SELECT question_id, status, worker, attempt, fencing_token, owner_pid = pg_backend_pid() AS owner_is_me,
+       lease_expires_at BETWEEN now() + interval '59 seconds' AND now() + interval '61 seconds' AS leased,
+       started_at IS NOT NULL AS started, not_before IS NULL AS due
+  FROM execguard.executions WHERE status = 'running' ORDER BY execution_id;
+
+-- Holder writes: a heartbeat extends the lease; complete stores the result
+-- once; every stale token is refused and counted.
+SELECT execution_id AS h_id, fencing_token AS h_token FROM execguard.executions
+ WHERE status = 'running' ORDER BY execution_id LIMIT 1 \gset
+SELECT stale_writes_rejected AS stale_before FROM execguard.stats \gset
+SELECT execguard.heartbeat(:h_id, :h_token, '2 hours') AS held,
+       execguard.heartbeat(:h_id, :h_token + 1) AS stale_held;
+SELECT lease_expires_at > now() + interval '119 minutes' AS extended FROM execguard.executions WHERE execution_id = :h_id;
+SELECT execguard.complete_execution(:h_id, :h_token + 1, '{"answer": "stale"}') AS stale_accepted,
+       execguard.complete_execution(:h_id, :h_token, '{"answer": 1}') AS accepted,
+       execguard.complete_execution(:h_id, :h_token, '{"answer": 2}') AS again_accepted;
+SELECT status, result, owner_pid IS NULL AS owner_cleared, finished_at IS NOT NULL AS finished
+  FROM execguard.executions WHERE execution_id = :h_id;
+SELECT stale_writes_rejected - :stale_before AS stale_counted FROM execguard.stats;
+SELECT e.question_id, d.accepted
+  FROM execguard.complete_executions(
+         (SELECT array_agg(execution_id ORDER BY execution_id) FROM execguard.executions WHERE status = 'running'),
+         (SELECT array_agg(fencing_token ORDER BY execution_id) FROM execguard.executions WHERE status = 'running'),
+         (SELECT array_agg('{}'::jsonb) FROM execguard.executions WHERE status = 'running')) AS d
+  JOIN execguard.executions AS e USING (execution_id) ORDER BY e.execution_id;
+
+-- A constraint a DBA adds is enforced on direct writes, by its own name,
+-- and forgotten once dropped. (NOT VALID: existing rows are not checked,
+-- every new version is.)
+ALTER TABLE execguard.executions
+    ADD CONSTRAINT dw_no_forbidden_worker CHECK (worker IS DISTINCT FROM 'forbidden') NOT VALID,
+    ADD CONSTRAINT dw_result_has_answer CHECK (result IS NULL OR result ? 'answer') NOT VALID;
+\set VERBOSITY terse
+SELECT question_id FROM execguard.claim_next('forbidden', 1);
+SELECT execution_id AS c_id, fencing_token AS c_token FROM execguard.claim_next('w2', 1) \gset
+SELECT execguard.complete_execution(:c_id, :c_token, '{"no": "answer"}');
+\set VERBOSITY default
+SELECT execguard.complete_execution(:c_id, :c_token, '{"answer": 3}') AS accepted;
+ALTER TABLE execguard.executions DROP CONSTRAINT dw_no_forbidden_worker, DROP CONSTRAINT dw_result_has_answer;
+SELECT model_id, region, question_id FROM execguard.claim_next('forbidden', 1);
+SELECT model_id, region, question_id FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
+
+-- A trigger on the table: claims, completions and heartbeats run as SQL
+-- statements, so the trigger sees every one of them.
+CREATE TABLE pg_temp.dw_audit (execution_id bigint, old_status text, new_status text);
+CREATE FUNCTION pg_temp.dw_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO pg_temp.dw_audit VALUES (NEW.execution_id, OLD.status, NEW.status);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER dw_audit AFTER UPDATE ON execguard.executions
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.dw_audit_row();
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "dw-trigger", "models": ["m"], "regions": ["r"], "questions": ["q1", "q2"]}');
+SELECT execution_id AS t_id, fencing_token AS t_token FROM execguard.claim_next('w3', 1) \gset
+SELECT execguard.heartbeat(:t_id, :t_token) AS held,
+       execguard.complete_execution(:t_id, :t_token, '{"answer": 4}') AS accepted;
+SELECT e.job_id, e.question_id, a.old_status, a.new_status
+  FROM pg_temp.dw_audit AS a JOIN execguard.executions AS e USING (execution_id) ORDER BY a.ctid;
+DROP TRIGGER dw_audit ON execguard.executions;
+SELECT question_id FROM execguard.claim_next('w3', 1);
+SELECT count(*) AS audited_after_drop FROM pg_temp.dw_audit;
+
+SELECT job_id, question_id, status, fencing_token, attempt FROM execguard.executions ORDER BY execution_id;
