@@ -137,6 +137,7 @@ fi
 [ -x test/chaos/run.sh ] && run_one chaos_short test/chaos/run.sh --duration 120
 [ -x bench/normalize/run.sh ] && run_one bench_normalize_smoke bench/normalize/run.sh --quick
 [ -x bench/claims/run.sh ] && run_one bench_claims_smoke bench/claims/run.sh --quick
+[ -x bench/callgrind/run.sh ] && run_one bench_callgrind_smoke bench/callgrind/run.sh --quick
 [ -x scripts/check-format.sh ] && run_one clang_format scripts/check-format.sh
 
 grep -E 'terminated by signal|PANIC' "$cluster/server.log" >"$log_dir/crashes.log" 2>/dev/null

@@ -1,0 +1,2 @@
+-- bench/callgrind/loop_batch10.sql: bench/claims/eg_batch.sql with a batch of 10, on one line
+WITH c AS (SELECT execution_id, fencing_token FROM execguard.claim_next('bench-w', 10)), a AS (SELECT coalesce(array_agg(execution_id), '{}') AS ids, coalesce(array_agg(fencing_token), '{}') AS tokens, coalesce(array_agg('{"answer": "Paris"}'::jsonb), '{}') AS results FROM c) SELECT count(*) FILTER (WHERE done.accepted) FROM a, execguard.complete_executions(a.ids, a.tokens, a.results) AS done;

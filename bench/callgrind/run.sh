@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# bench/callgrind/run.sh: instructions per claim cycle, counted by callgrind
+# in a single-user backend: repeatable to the instruction whatever else the
+# machine is doing, where the pgbench figures of bench/claims move by 20%
+# from run to run. It compares, in one go:
+#
+#   0.1.0 sql     the 0.1.0 schema (table CHECK constraints, database
+#                 collation on the key, owner index, deduplication), claims
+#                 as SQL statements (execguard.direct_writes = off)
+#   0.2.0 sql     the current schema, claims as SQL statements
+#   0.2.0 direct  the current schema, direct writes (the default)
+#
+# on three loops (loop_*.sql):
+#   single     claim_next(1) + complete_execution of what it granted
+#   batch10    claim_next(10) + complete_executions, one statement
+#   duplicate  claim_execution of a key that is already completed
+#
+#   bench/callgrind/run.sh [--quick]
+#
+# Each figure is (instructions of 2N iterations - instructions of N) / N,
+# so start-up and the first-call costs (plan preparation, the first rescue
+# pass) cancel out. Simple query protocol: the loops' own parse and plan are
+# included, the same for every configuration. A single backend has no
+# concurrency, so index churn is cleaner here than under load: read these
+# as the CPU cost of one call, and bench/claims for throughput.
+#
+# Environment: ITERATIONS (N, default 200; --quick: 5), CONFIGS, LOOPS.
+# Needs valgrind and the server binaries; runs as root (the backend as the
+# 'postgres' user) or as the server's user, in .run/callgrind-<pid>.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+ITERATIONS=${ITERATIONS:-200}
+CONFIGS=${CONFIGS:-"0.1.0:off 0.2.0:off 0.2.0:on"}
+LOOPS=${LOOPS:-"single batch10 duplicate"}
+[ "${1:-}" = --quick ] && ITERATIONS=5
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+command -v valgrind >/dev/null || { echo "bench: valgrind is not installed" >&2; exit 1; }
+
+dir=$root/.run/callgrind-$$
+mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$dir"
+as_server_user "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; exit 1; }
+cat >>"$dir/data/postgresql.conf" <<CONF
+shared_preload_libraries = 'execguard'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 256MB
+autovacuum = off
+CONF
+
+# single-user backend reading one statement per line from stdin
+backend() { as_server_user "$@" "$PG_BIN/postgres" --single -D "$dir/data" postgres; }
+
+# instructions VERSION DIRECT LOOP COUNT: total instructions of COUNT iterations
+instructions() {
+    local version=$1 direct=$2 loop=$3 count=$4 script=$dir/loop.sql out=$dir/callgrind.out setup=pending
+    [ "$loop" = duplicate ] && setup=duplicate
+    { echo "DROP EXTENSION IF EXISTS execguard CASCADE;"
+      echo "DROP SCHEMA IF EXISTS execguard CASCADE;"
+      echo "CREATE EXTENSION execguard VERSION '$version';"
+      # enough pending rows for every iteration's batch, whatever the count
+      grep -v '^--' "$here/setup_$setup.sql" | sed "s/@ROWS@/$((20 * count + 1000))/"; } |
+        backend >"$dir/setup.out" 2>&1
+    if grep -q ERROR "$dir/setup.out"; then grep ERROR "$dir/setup.out" >&2; exit 1; fi
+    { echo "SET execguard.direct_writes = $direct;"
+      # one rescue pass, in the first call; then the busy path
+      echo "SET execguard.rescue_interval = '1min';"
+      for _ in $(seq "$count"); do grep -v '^--' "$here/loop_$loop.sql"; done; } >"$script"
+    [ "$(id -u)" = 0 ] && chown postgres "$script"
+    rm -f "$out"
+    backend valgrind --tool=callgrind --callgrind-out-file="$out" <"$script" >"$dir/loop.out" 2>"$dir/valgrind.log"
+    if grep -q ERROR "$dir/loop.out"; then grep -m3 ERROR "$dir/loop.out" >&2; exit 1; fi
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/valgrind.log"
+}
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $("$PG_BIN/postgres" --version), $(valgrind --version), $ITERATIONS iterations"
+printf '%-10s' loop
+for config in $CONFIGS; do printf ' %14s' "${config%%:*} $( [ "${config#*:}" = on ] && echo direct || echo sql)"; done
+echo "   (instructions per iteration)"
+for loop in $LOOPS; do
+    printf '%-10s' "$loop"
+    first=
+    for config in $CONFIGS; do
+        a=$(instructions "${config%%:*}" "${config#*:}" "$loop" "$ITERATIONS")
+        b=$(instructions "${config%%:*}" "${config#*:}" "$loop" $((2 * ITERATIONS)))
+        per=$(( (b - a) / ITERATIONS ))
+        [ -z "$first" ] && first=$per
+        printf ' %14s' "$per ($(awk -v p="$per" -v f="$first" 'BEGIN { printf "%.2f", p / f }'))"
+    done
+    echo
+done
+echo "# (x.xx): against the first configuration"
