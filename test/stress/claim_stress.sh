@@ -27,8 +27,8 @@ job="stress-$(date +%s)-$$"
 work=$(mktemp -d "${TMPDIR:-/tmp}/claim_stress.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-fail() { echo "claim_stress: FAILED: $*" >&2; exit 1; }
-sql() { "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -c "$1"; }
+STRESS_NAME=claim_stress
+. "$(dirname "$0")/lib.sh"
 
 [ "$CLIENTS" -ge 2 ] || fail "CLIENTS must be at least 2"
 sql "SELECT 1 FROM pg_extension WHERE extname = 'execguard'" | grep -qx 1 ||
@@ -50,17 +50,7 @@ for client in $(seq 1 "$CLIENTS"); do
     }' >"$work/client-$client.sql"
 done
 
-start=$(date +%s.%N)
-pids=()
-for client in $(seq 1 "$CLIENTS"); do
-    "$PSQL" -X -q -At -v ON_ERROR_STOP=1 -f "$work/client-$client.sql" \
-        >"$work/client-$client.out" 2>"$work/client-$client.err" &
-    pids+=($!)
-done
-for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { cat "$work/client-$((i + 1)).err" >&2; fail "client $((i + 1)) failed"; }
-done
-elapsed=$(echo "$(date +%s.%N) - $start" | bc)
+run_clients "$CLIENTS"
 
 cat "$work"/client-*.out >"$work/all.out"
 claims=$(grep -vc '^complete ' "$work/all.out" || true)
