@@ -59,6 +59,21 @@ SELECT execution_id AS c_id, fencing_token AS c_token FROM execguard.claim_next(
 SELECT execguard.complete_execution(:c_id, :c_token, '{"no": "answer"}');
 \set VERBOSITY default
 SELECT execguard.complete_execution(:c_id, :c_token, '{"answer": 3}') AS accepted;
+-- An error inside a direct write, caught by a subtransaction: the write is
+-- undone, nothing it opened is left behind, and the session claims on.
+DO $$
+DECLARE
+    granted int;
+BEGIN
+    BEGIN
+        PERFORM execguard.claim_next('forbidden', 1);
+    EXCEPTION WHEN check_violation THEN
+        RAISE NOTICE 'refused: %', SQLERRM;
+    END;
+    SELECT count(*) INTO granted FROM execguard.claim_next('w2', 1);
+    RAISE NOTICE 'granted after the refusal: %', granted;
+END
+$$;
 ALTER TABLE execguard.executions DROP CONSTRAINT dw_no_forbidden_worker, DROP CONSTRAINT dw_result_has_answer;
 SELECT model_id, region, question_id FROM execguard.claim_next('forbidden', 1);
 SELECT model_id, region, question_id FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
