@@ -286,7 +286,8 @@ Config load_config(int argc, const char* const* argv) {
     CLI::Option* pooler_option =
         app.add_flag("--pooler-mode", pooler_mode_flag,
                      "Behind a transaction-mode pooler (PgBouncer): claim without tracking the owner "
-                     "backend, so rescue waits for the lease")
+                     "backend, so rescue waits for the lease; no LISTEN: new work is found by polling and "
+                     "cancellations by the heartbeat")
             ->envname("EXECGUARD_POOLER_MODE");
     std::vector<std::string> region_flags;
     CLI::Option* region_option = app.add_option("--region", region_flags,

@@ -177,6 +177,24 @@ std::vector<HeartbeatResult> DbConnection::heartbeat(const std::vector<std::pair
     return out;
 }
 
+std::map<std::int64_t, std::string> DbConnection::execution_states(
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& grants) {
+    std::vector<std::int64_t> ids, tokens;
+    for (const auto& [id, token] : grants) {
+        ids.push_back(id);
+        tokens.push_back(token);
+    }
+    auto result = exec(
+        "SELECT g.id, execguard.execution_state(g.id, g.token) "
+        "FROM unnest($1::bigint[], $2::bigint[]) AS g(id, token)",
+        {to_pg_int8_array(ids), to_pg_int8_array(tokens)});
+    std::map<std::int64_t, std::string> out;
+    for (int i = 0; i < PQntuples(result.get()); ++i)
+        if (!PQgetisnull(result.get(), i, 1))
+            out[std::stoll(PQgetvalue(result.get(), i, 0))] = PQgetvalue(result.get(), i, 1);
+    return out;
+}
+
 std::vector<bool> DbConnection::complete_executions(const std::vector<CompletionRequest>& completions) {
     std::vector<std::int64_t> ids, tokens;
     nlohmann::json results = nlohmann::json::array();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -93,6 +94,11 @@ public:
                                              const std::vector<std::string>& models, bool track_owner);
     std::vector<HeartbeatResult> heartbeat(const std::vector<std::pair<std::int64_t, std::int64_t>>& held,
                                            double lease_seconds);
+    // execguard.execution_state of each (execution_id, fencing_token): the
+    // status while the token is the newest grant, "stale" once granted
+    // again; ids without a row are left out.
+    std::map<std::int64_t, std::string> execution_states(
+        const std::vector<std::pair<std::int64_t, std::int64_t>>& grants);
     // Returns, per input, whether the completion was accepted.
     std::vector<bool> complete_executions(const std::vector<CompletionRequest>& completions);
     bool complete_execution(std::int64_t execution_id, std::int64_t fencing_token, const nlohmann::json& result);

@@ -130,7 +130,11 @@ void Runner::handle_signals(TimePoint now) {
 void Runner::try_connect(TimePoint now) {
     try {
         db_.connect(config_.connect_timeout_seconds);
-        db_.listen({kChannels[0], kChannels[1]});
+        // Through a transaction-mode pooler a LISTEN lands on whichever server
+        // backend ran it and stays there for other clients, while the pooler
+        // drops the notifications that reach an idle server connection. There
+        // the poll interval finds new work and the heartbeat finds cancels.
+        if (!config_.pooler_mode) db_.listen({kChannels[0], kChannels[1]});
     } catch (const DbError& e) {
         db_.disconnect();
         ++reconnect_failures_;
@@ -361,15 +365,38 @@ void Runner::send_heartbeats(TimePoint now) {
         return;
     }
     const auto next = now + seconds_to_duration(config_.heartbeat_seconds);
+    std::vector<std::pair<std::int64_t, std::int64_t>> refused;
     for (const auto& r : results) {
         auto t = transfer_of.find(r.execution_id);
         if (t == transfer_of.end()) continue;
-        if (!r.still_held) {
-            stop_in_flight(t->second, StopReason::lease_lost);
-        } else if (auto it = in_flight_.find(t->second); it != in_flight_.end()) {
+        auto it = in_flight_.find(t->second);
+        if (it == in_flight_.end()) continue;
+        if (r.still_held)
             it->second.next_heartbeat = next;
-        }
+        else
+            refused.emplace_back(r.execution_id, it->second.claim.fencing_token);
     }
+    if (refused.empty()) return;
+
+    // A refused heartbeat means "stop", not why. A cancellation whose NOTIFY
+    // never came (pooler mode, or one missed across a reconnect) is an
+    // expected stop; a grant taken over means this runner lost its lease.
+    // Unknown (a failed lookup, or an extension older than 0.3.0) counts as
+    // a lost lease: the work stops either way.
+    std::map<std::int64_t, std::string> states;
+    std::optional<DbError> lost;
+    try {
+        states = db_.execution_states(refused);
+    } catch (const DbError& e) {
+        if (e.connection_lost() || !db_.connected()) lost = e;
+        log::warn("db_error", {{"during", "execution_state"}, {"error", e.what()}});
+    }
+    for (const auto& [id, token] : refused) {
+        const auto state = states.find(id);
+        const bool cancelled = state != states.end() && state->second == "cancelled";
+        stop_in_flight(transfer_of[id], cancelled ? StopReason::cancelled : StopReason::lease_lost);
+    }
+    if (lost) throw *lost;
 }
 
 void Runner::claim(TimePoint now) {
@@ -531,7 +558,8 @@ int Runner::run() {
                                  {"concurrency", config_.concurrency},
                                  {"regions", nlohmann::json(config_.region_names()).dump()},
                                  {"lease_s", config_.lease_seconds},
-                                 {"pooler_mode", config_.pooler_mode}});
+                                 {"pooler_mode", config_.pooler_mode},
+                                 {"notifications", config_.pooler_mode ? "off" : "on"}});
     int exit_code = 0;
     while (true) {
         TimePoint now = Clock::now();

@@ -7,7 +7,7 @@ set -euo pipefail
 BUILD_PACKAGES="build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev"
 EXTENSION_PACKAGES="nlohmann-json3-dev"
 RUNNER_PACKAGES="libcurl4-openssl-dev prometheus-cpp-dev libcli11-dev libtoml11-dev libspdlog-dev libfmt-dev libcivetweb-dev"
-TEST_PACKAGES="valgrind libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev llvm-14 clang-format prometheus python3 python3-pytest python3-psycopg2 curl procps iproute2 util-linux"
+TEST_PACKAGES="valgrind pgbouncer libgtest-dev libgmock-dev libbenchmark-dev clang-14 libclang-rt-14-dev llvm-14 clang-format prometheus python3 python3-pytest python3-psycopg2 curl procps iproute2 util-linux"
 
 missing=()
 for package in $BUILD_PACKAGES $EXTENSION_PACKAGES $RUNNER_PACKAGES $TEST_PACKAGES; do

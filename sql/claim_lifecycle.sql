@@ -1,7 +1,7 @@
 --
 -- claim_lifecycle: fencing tokens on every write, complete (single and
--- batch), fail/retry/backoff, release, cancel_job, retry_job, argument
--- errors. Job ids start with 'cl-'.
+-- batch), fail/retry/backoff, release, cancel_job, retry_job, what
+-- execution_state tells a holder, argument errors. Job ids start with 'cl-'.
 --
 TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
@@ -29,6 +29,11 @@ SELECT execguard.release_execution(:id, :old_token) AS release;
 -- A token from the future is as stale as one from the past.
 SELECT execguard.complete_execution(:id, :new_token + 1, '{"by": "nobody"}') AS complete_future;
 SELECT * FROM pg_temp.row_of(:id);
+-- execution_state: the first holder learns it was taken over; the current
+-- holder sees its grant running.
+SELECT execguard.execution_state(:id, :old_token) AS old_holder_state,
+       execguard.execution_state(:id, :new_token) AS new_holder_state,
+       execguard.execution_state(:id, :new_token + 1) AS future_token_state;
 -- The current holder heartbeats and completes.
 SELECT execguard.heartbeat(:id, :new_token, '1 hour') AS heartbeat;
 SELECT lease_expires_at > now() + interval '59 minutes' AS lease_extended FROM execguard.executions WHERE execution_id = :id;
@@ -40,9 +45,11 @@ SELECT execguard.heartbeat(:id, :new_token) AS heartbeat_after;
 SELECT execguard.fail_execution(:id, :new_token, 'too late') AS fail_after;
 SELECT execguard.release_execution(:id, :new_token) AS release_after;
 SELECT result FROM execguard.executions WHERE execution_id = :id;
+SELECT execguard.execution_state(:id, :new_token) AS state_after_complete;
 -- An execution id that does not exist.
 SELECT execguard.complete_execution(-1, 1, '{}') AS complete_unknown;
 SELECT execguard.heartbeat(-1, 1) AS heartbeat_unknown;
+SELECT execguard.execution_state(-1, 1) IS NULL AS state_unknown_is_null;
 
 -- complete_executions: one row per input position, in input order.
 SELECT execution_id AS b1, fencing_token AS t1 FROM execguard.claim_execution('cl-batch', 'm', 'r1') \gset
@@ -120,6 +127,7 @@ SELECT execution_id AS r_id, fencing_token AS r_token, attempt FROM execguard.cl
 SELECT execguard.release_execution(:r_id, :r_token) AS released;
 SELECT * FROM pg_temp.row_of(:r_id);
 SELECT worker IS NULL AS no_worker, started_at IS NULL AS not_started FROM execguard.executions WHERE execution_id = :r_id;
+SELECT execguard.execution_state(:r_id, :r_token) AS state_after_release;
 SELECT execguard.release_execution(:r_id, :r_token) AS released_again;
 SELECT execguard.complete_execution(:r_id, :r_token, '{}') AS complete_after_release;
 SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('cl-release', 'm', 'r');
@@ -138,6 +146,8 @@ SELECT region, status, result, lease_expires_at IS NULL AS no_lease, owner_pid I
   FROM execguard.executions WHERE job_id = 'cl-cancel' ORDER BY region;
 SELECT cancelled_at IS NOT NULL AS job_cancelled FROM execguard.jobs WHERE job_id = 'cl-cancel';
 SELECT execguard.heartbeat(:c2, :ct2) AS heartbeat;
+-- The refused heartbeat's reason, for a holder that heard no NOTIFY.
+SELECT execguard.execution_state(:c2, :ct2) AS state_after_cancel;
 SELECT execguard.complete_execution(:c2, :ct2, '{"late": true}') AS complete;
 SELECT execguard.fail_execution(:c2, :ct2, 'stopped') AS fail;
 SELECT execguard.release_execution(:c2, :ct2) AS release;

@@ -34,12 +34,14 @@ SELECT t.typname AS type_granted_to_public
    AND EXISTS (SELECT 1 FROM aclexplode(coalesce(t.typacl, acldefault('T', t.typowner))) AS a WHERE a.grantee = 0);
 SELECT has_schema_privilege('public', 'execguard', 'USAGE') AS public_usage;
 
--- The functions that write are SECURITY DEFINER with a fixed search_path.
+-- The functions that read or write the tables are SECURITY DEFINER with a
+-- fixed search_path.
 SELECT p.proname, p.prosecdef, p.proconfig
   FROM pg_proc AS p
  WHERE p.pronamespace = 'execguard'::regnamespace
    AND p.proname IN ('claim_execution', 'claim_next', 'heartbeat', 'complete_execution', 'complete_executions',
-                     'fail_execution', 'release_execution', 'submit_job', 'cancel_job', 'retry_job')
+                     'fail_execution', 'release_execution', 'execution_state', 'submit_job', 'cancel_job',
+                     'retry_job')
  ORDER BY p.proname;
 
 CREATE ROLE regress_execguard_runner;
@@ -55,7 +57,8 @@ GRANT EXECUTE ON FUNCTION
     execguard.complete_execution(bigint, bigint, jsonb),
     execguard.complete_executions(bigint[], bigint[], jsonb[]),
     execguard.fail_execution(bigint, bigint, text, boolean, interval),
-    execguard.release_execution(bigint, bigint)
+    execguard.release_execution(bigint, bigint),
+    execguard.execution_state(bigint, bigint)
     TO regress_execguard_runner;
 GRANT USAGE ON SCHEMA execguard TO regress_execguard_submitter;
 GRANT EXECUTE ON FUNCTION
@@ -108,6 +111,7 @@ SELECT execution_id AS r2_id, fencing_token AS r2_token FROM execguard.claim_nex
 SELECT execguard.fail_execution(:r2_id, :r2_token, 'HTTP 500', retryable => false) AS failed;
 SELECT execution_id AS r3_id, fencing_token AS r3_token FROM execguard.claim_next('runner-1', 1) \gset
 SELECT accepted FROM execguard.complete_executions(ARRAY[:r3_id]::bigint[], ARRAY[:r3_token]::bigint[], ARRAY['{}']::jsonb[]);
+SELECT execguard.execution_state(:r1_id, :r1_token) AS r1_state, execguard.execution_state(:r3_id, :r3_token) AS r3_state;
 -- ...but cannot read or write the tables directly, nor submit or cancel.
 SELECT count(*) FROM execguard.executions;
 \echo :LAST_ERROR_SQLSTATE

@@ -1,8 +1,10 @@
 --
--- upgrade: ALTER EXTENSION execguard UPDATE from 0.1.0, on a database with
--- executions in every state, keeps every row as it was, leaves the schema a
--- fresh install has, and the guarantees hold on the upgraded rows. Runs
--- last: it drops and recreates the extension. Job ids start with 'up-'.
+-- upgrade: ALTER EXTENSION execguard UPDATE from 0.1.0 through every upgrade
+-- script to the default version, on a database with executions in every
+-- state, keeps every row as it was, leaves the schema (tables, indexes,
+-- constraints, functions) a fresh install has, and the guarantees hold on
+-- the upgraded rows. Runs last: it drops and recreates the extension. Job
+-- ids start with 'up-'.
 --
 DROP EXTENSION execguard CASCADE;
 CREATE EXTENSION execguard VERSION '0.1.0';
@@ -28,7 +30,7 @@ CREATE TEMP TABLE before AS
            max_attempts::int, fencing_token, worker, lease_expires_at, not_before, payload, result, error
       FROM execguard.executions;
 
-ALTER EXTENSION execguard UPDATE TO '0.2.0';
+ALTER EXTENSION execguard UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'execguard';
 
 -- Every row as it was (compared as jsonb: the key columns' collation
@@ -43,7 +45,8 @@ SELECT question_id, status, attempt, not_before IS NOT NULL AS backoff FROM exec
  WHERE job_id = 'up-1' ORDER BY question_id;
 
 -- The schema: columns with types and collations, indexes, constraints
--- (the table's and the domains'). A pg_temp view, so that the fresh
+-- (the table's and the domains'), functions with their result types,
+-- SECURITY DEFINER and settings. A pg_temp view, so that the fresh
 -- install below can be compared with it; it finds the schema by name, as
 -- the install recreates it with a new oid.
 CREATE TEMP VIEW schema_of_execguard AS
@@ -67,7 +70,16 @@ CREATE TEMP VIEW schema_of_execguard AS
      WHERE k.connamespace = (SELECT oid FROM eg)
     UNION ALL
     SELECT 'storage option', c.relname, array_to_string(c.reloptions, ', ')
-      FROM pg_class AS c WHERE c.relnamespace = (SELECT oid FROM eg) AND c.reloptions IS NOT NULL;
+      FROM pg_class AS c WHERE c.relnamespace = (SELECT oid FROM eg) AND c.reloptions IS NOT NULL
+    UNION ALL
+    SELECT 'function', p.oid::regprocedure::text,
+           pg_get_function_result(p.oid) || ' LANGUAGE ' || l.lanname
+           || CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
+           || CASE WHEN p.proisstrict THEN ' STRICT' ELSE '' END
+           || CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END
+           || coalesce(' SET ' || array_to_string(p.proconfig, ', '), '')
+      FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+     WHERE p.pronamespace = (SELECT oid FROM eg);
 SELECT kind, name, definition FROM schema_of_execguard ORDER BY kind, name;
 CREATE TEMP TABLE upgraded_schema AS SELECT * FROM schema_of_execguard;
 

@@ -14,7 +14,9 @@ counts (fake server request log, database rows and counters), never timings.
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -153,6 +155,109 @@ def job_id(request):
 def region_prefix():
     """Region names unique to this test (see the module docstring)."""
     return "t%s" % uuid.uuid4().hex[:6]
+
+
+# --- PgBouncer ------------------------------------------------------------------
+
+PGBOUNCER = "/usr/sbin/pgbouncer"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PgBouncer:
+    """A real PgBouncer in transaction mode in front of the test cluster.
+
+    pool_size server connections serve every client, so consecutive
+    transactions of one client run in whatever backend is free, and the
+    pooler closes server connections on its own schedule (RECONNECT here).
+    """
+
+    def __init__(self, pool_size=2):
+        self.directory = tempfile.mkdtemp(prefix="execguard-pgbouncer-", dir="/tmp")
+        os.chmod(self.directory, 0o755)
+        self.port = free_port()
+        self.pool_size = pool_size
+        # A Unix-socket PGHOST is a directory; anything else a host name.
+        host = os.environ.get("PGHOST") or "localhost"
+        user = os.environ.get("PGUSER") or "postgres"
+        ini = os.path.join(self.directory, "pgbouncer.ini")
+        self.log_path = os.path.join(self.directory, "pgbouncer.log")
+        with open(ini, "w") as f:
+            f.write("[databases]\n"
+                    "* = host=%s port=%s user=%s\n"
+                    "[pgbouncer]\n"
+                    "listen_addr = 127.0.0.1\n"
+                    "listen_port = %d\n"
+                    "unix_socket_dir =\n"
+                    "auth_type = any\n"
+                    "admin_users = %s\n"
+                    "pool_mode = transaction\n"
+                    "default_pool_size = %d\n"
+                    "max_client_conn = 200\n"
+                    "logfile = %s\n"
+                    % (host, os.environ.get("PGPORT", "5432"), user, self.port, user, pool_size,
+                       self.log_path))
+        command = [PGBOUNCER, ini]
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root
+            subprocess.run(["chown", "-R", "postgres", self.directory], check=True)
+            command = ["runuser", "-u", "postgres", "--"] + command
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_until(self._accepts, timeout=15, what="pgbouncer to accept connections")
+
+    def _accepts(self):
+        if self.proc.poll() is not None:
+            pytest.fail("pgbouncer exited with %s:\n%s" % (self.proc.returncode, self.log()))
+        try:
+            self.admin("SHOW VERSION")
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+    def dsn(self):
+        return "host=127.0.0.1 port=%d dbname=%s" % (self.port, os.environ.get("PGDATABASE") or "postgres")
+
+    def connect(self):
+        conn = psycopg2.connect(self.dsn())
+        conn.autocommit = True
+        return conn
+
+    def admin(self, command):
+        """Runs a command on the admin console (SHOW SERVERS, RECONNECT, ...)."""
+        conn = psycopg2.connect("host=127.0.0.1 port=%d dbname=pgbouncer" % self.port)
+        conn.autocommit = True
+        try:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(command)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(cluster):
+    bouncer = PgBouncer()
+    yield bouncer
+    bouncer.stop()
 
 
 # --- fake inference server ------------------------------------------------------
