@@ -88,6 +88,7 @@ fi
 [ -x test/stress/claim_stress.sh ] && run_one claim_stress test/stress/claim_stress.sh
 [ -x test/stress/claim_next_stress.sh ] && run_one claim_next_stress test/stress/claim_next_stress.sh
 [ -x test/hostile/run.sh ] && run_one hostile_inputs test/hostile/run.sh
+[ -x test/single_user/run.sh ] && run_one single_user_exit test/single_user/run.sh
 
 if [ -d test/e2e ]; then
     EXECGUARD_RUNNER_BIN=$EG_ROOT/build/runner/execguard-runner \

@@ -70,6 +70,15 @@ owner_exit_callback(int code, Datum arg)
 void
 eg_owner_note_tracked_claim(void)
 {
+	/*
+	 * A single-user backend (postgres --single) has no other session to tell
+	 * that it exited, and it detaches the shared memory it created in
+	 * shmem_exit, before on_proc_exit callbacks run: bumping the epoch there
+	 * would touch unmapped memory. Under the postmaster a backend keeps its
+	 * mapping until the process ends. test/single_user/run.sh.
+	 */
+	if (!IsUnderPostmaster)
+		return;
 	if (!exit_callback_registered)
 	{
 		on_proc_exit(owner_exit_callback, (Datum) 0);

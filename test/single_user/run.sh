@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# test/single_user/run.sh: a single-user backend (postgres --single, what a
+# DBA runs to recover from transaction-ID wraparound or a damaged catalog)
+# with execguard preloaded makes a tracked claim, reads the counters and
+# exits cleanly. Its owner-exit callback must not touch shared memory that
+# the single-user process has already detached at exit.
+#
+#   test/single_user/run.sh
+#
+# Runs as root (the backend as the 'postgres' user) or as the server's user;
+# the data directory is .run/single-user-<pid>, removed on exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+dir=$root/.run/single-user-$$
+mkdir -p "$dir"
+trap 'rm -rf "$dir"' EXIT
+as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$dir"
+as_server_user "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; exit 1; }
+echo "shared_preload_libraries = 'execguard'" >>"$dir/data/postgresql.conf"
+
+status=0
+as_server_user "$PG_BIN/postgres" --single -D "$dir/data" postgres >"$dir/out.log" 2>&1 <<'SQL' || status=$?
+CREATE EXTENSION execguard;
+SELECT outcome FROM execguard.claim_execution('single-user', 'm', 'r', 'q', 'dba');
+SELECT claims_claimed FROM execguard.stats;
+SQL
+
+fail() { echo "single-user: $1" >&2; sed 's/^/  /' "$dir/out.log" >&2; exit 1; }
+[ "$status" -eq 0 ] || fail "postgres --single exited with status $status"
+grep -q 'outcome = "claimed"' "$dir/out.log" || fail "the claim was not granted"
+grep -q 'claims_claimed = "1"' "$dir/out.log" || fail "the counter did not count the claim"
+! grep -qE 'ERROR|PANIC|FATAL' "$dir/out.log" || fail "the backend reported an error"
+echo "single-user: clean exit after a tracked claim"
