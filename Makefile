@@ -39,6 +39,11 @@ PG_CPPFLAGS = -Iextension/include
 # -isystem for the server headers would be nicer, but PGXS puts them in
 # CPPFLAGS itself; -Wno-register silences C++17 about their 'register'.
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -Wno-register -Wno-unused-parameter
+# Each object records the headers it read (extension/pg/claims.d, ...), so a
+# changed header rebuilds what includes it; PGXS tracks .c files only, and
+# only in a server configured with --enable-depend.
+PG_CXXFLAGS += -MMD -MP
+EXTRA_CLEAN = $(OBJS:.o=.d)
 SHLIB_LINK = -lstdc++
 
 # Debian's server is built --with-llvm, so PGXS would also compile every .cpp
@@ -79,6 +84,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 pg_isolation_regress = $(dir $(PGXS))../../src/test/isolation/pg_isolation_regress
+
+-include $(OBJS:.o=.d)
 
 .PHONY: isolationcheck
 isolationcheck:
