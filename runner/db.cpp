@@ -20,6 +20,17 @@ std::string quote_array_element(const std::string& value) {
     return out + "\"";
 }
 
+// (execution_id, fencing_token) pairs as the two bigint[] parameters of an
+// unnest($1::bigint[], $2::bigint[]) statement.
+std::pair<std::string, std::string> grant_arrays(const std::vector<std::pair<std::int64_t, std::int64_t>>& grants) {
+    std::vector<std::int64_t> ids, tokens;
+    for (const auto& [id, token] : grants) {
+        ids.push_back(id);
+        tokens.push_back(token);
+    }
+    return {to_pg_int8_array(ids), to_pg_int8_array(tokens)};
+}
+
 }  // namespace
 
 std::string to_pg_text_array(const std::vector<std::string>& values) {
@@ -160,17 +171,13 @@ std::vector<ClaimedExecution> DbConnection::claim_next(const std::string& worker
 
 std::vector<HeartbeatResult> DbConnection::heartbeat(const std::vector<std::pair<std::int64_t, std::int64_t>>& held,
                                                      double lease_seconds) {
-    std::vector<std::int64_t> ids, tokens;
-    for (const auto& [id, token] : held) {
-        ids.push_back(id);
-        tokens.push_back(token);
-    }
+    auto [ids, tokens] = grant_arrays(held);
     // One statement for all of them; ordered by id so concurrent runners lock
     // rows in the same order.
     auto result = exec(
         "SELECT h.id, execguard.heartbeat(h.id, h.token, $3::interval) "
         "FROM unnest($1::bigint[], $2::bigint[]) AS h(id, token) ORDER BY h.id",
-        {to_pg_int8_array(ids), to_pg_int8_array(tokens), to_pg_interval(lease_seconds)});
+        {ids, tokens, to_pg_interval(lease_seconds)});
     std::vector<HeartbeatResult> out;
     for (int i = 0; i < PQntuples(result.get()); ++i)
         out.push_back({std::stoll(PQgetvalue(result.get(), i, 0)), PQgetvalue(result.get(), i, 1)[0] == 't'});
@@ -179,15 +186,11 @@ std::vector<HeartbeatResult> DbConnection::heartbeat(const std::vector<std::pair
 
 std::map<std::int64_t, std::string> DbConnection::execution_states(
     const std::vector<std::pair<std::int64_t, std::int64_t>>& grants) {
-    std::vector<std::int64_t> ids, tokens;
-    for (const auto& [id, token] : grants) {
-        ids.push_back(id);
-        tokens.push_back(token);
-    }
+    auto [ids, tokens] = grant_arrays(grants);
     auto result = exec(
         "SELECT g.id, execguard.execution_state(g.id, g.token) "
         "FROM unnest($1::bigint[], $2::bigint[]) AS g(id, token)",
-        {to_pg_int8_array(ids), to_pg_int8_array(tokens)});
+        {ids, tokens});
     std::map<std::int64_t, std::string> out;
     for (int i = 0; i < PQntuples(result.get()); ++i)
         if (!PQgetisnull(result.get(), i, 1))

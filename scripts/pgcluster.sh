@@ -18,13 +18,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}
 
 die() { echo "pgcluster: $*" >&2; exit 1; }
 
-as_server_user() {
-    if [ "$(id -u)" = 0 ]; then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 free_port() {
     # Ask the kernel for a free port, then make sure nothing answers on it.
@@ -59,8 +53,7 @@ start)
     mkdir -p "$socket"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$socket"
     if [ ! -f "$data/PG_VERSION" ]; then
-        as_server_user "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-            { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+        eg_initdb "$dir" || die "initdb failed"
         port=$(free_port)
         cat >>"$data/postgresql.conf" <<CONF
 # execguard test cluster
@@ -78,7 +71,7 @@ log_line_prefix = '%m [%p] '
 CONF
     fi
     port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$data/postgresql.conf" | tail -n 1)
-    as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
+    eg_as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
         { tail -n 20 "$log" >&2; die "server did not start"; }
     cat >"$dir/env" <<ENV
 export PGHOST='$socket'
@@ -92,17 +85,17 @@ ENV
     echo "pgcluster: running on port $port (socket $socket, data $data)"
     ;;
 restart)
-    as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -m fast restart >/dev/null ||
+    eg_as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -m fast restart >/dev/null ||
         { tail -n 20 "$log" >&2; die "server did not restart"; }
     ;;
 stop)
     if [ -f "$data/postmaster.pid" ]; then
-        as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null || true
+        eg_as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m fast stop >/dev/null || true
     fi
     ;;
 destroy)
     if [ -f "$data/postmaster.pid" ]; then
-        as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m immediate stop >/dev/null || true
+        eg_as_server_user "$PG_BIN/pg_ctl" -D "$data" -w -t 60 -m immediate stop >/dev/null || true
     fi
     rm -rf "$dir"
     ;;

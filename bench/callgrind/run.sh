@@ -30,6 +30,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+. "$root/scripts/lib.sh"
 
 ITERATIONS=${ITERATIONS:-200}
 CONFIGS=${CONFIGS:-"0.1.0:off 0.2.0:off 0.2.0:on"}
@@ -41,10 +42,7 @@ command -v valgrind >/dev/null || { echo "bench: valgrind is not installed" >&2;
 dir=$root/.run/callgrind-$$
 mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
-as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-as_server_user "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-    { cat "$dir/initdb.log" >&2; exit 1; }
+eg_initdb "$dir"
 cat >>"$dir/data/postgresql.conf" <<CONF
 shared_preload_libraries = 'execguard'
 fsync = off
@@ -55,7 +53,7 @@ autovacuum = off
 CONF
 
 # single-user backend reading one statement per line from stdin
-backend() { as_server_user "$@" "$PG_BIN/postgres" --single -D "$dir/data" postgres; }
+backend() { eg_as_server_user "$@" "$PG_BIN/postgres" --single -D "$dir/data" postgres; }
 
 # instructions VERSION DIRECT LOOP COUNT: total instructions of COUNT iterations
 instructions() {

@@ -157,6 +157,20 @@ def region_prefix():
     return "t%s" % uuid.uuid4().hex[:6]
 
 
+def cancel_in_flight_and_check_it_stopped(db, fake, runner, job_id):
+    """Cancels job_id, whose one execution hangs in the fake server, and
+    checks that the runner aborted the call (the server sees the client go
+    away), counted it as cancelled, and stored nothing."""
+    assert db.query("SELECT execguard.cancel_job(%s) AS n", (job_id,))[0]["n"] == 1
+    wait_until(lambda: fake.requests()[0]["outcome"] == "client_aborted", what="the call to be aborted")
+    wait_until(lambda: runner.metric('execguard_runner_auto_stopped_total{reason="cancelled"}') == 1,
+               what="auto-stop counted")
+    row = db.executions(job_id)[0]
+    assert row["status"] == "cancelled" and row["result"] is None
+    assert fake.count() == 1
+    assert runner.metric('execguard_runner_executions_finished_total{result="completed"}') == 0
+
+
 # --- PgBouncer ------------------------------------------------------------------
 
 PGBOUNCER = "/usr/sbin/pgbouncer"

@@ -11,7 +11,7 @@ import collections
 import random
 import threading
 
-from conftest import wait_until
+from conftest import cancel_in_flight_and_check_it_stopped, wait_until
 
 CLAIM = ("SELECT c.outcome, c.execution_id, c.fencing_token, pg_backend_pid() AS backend "
          "  FROM execguard.claim_execution(%s, 'm1', %s, %s, %s, lease => %s::interval, "
@@ -240,14 +240,10 @@ def test_runner_in_pooler_mode_learns_a_cancel_from_its_heartbeat_and_sends_no_l
     db.submit_job(spec(job_id, region, 1))
     wait_until(lambda: fake.in_progress() == 1, what="the call to be in flight")
 
-    # cancel_job also sends NOTIFY execguard_cancel. Had the runner run LISTEN
-    # through the pooler, the server connection holding it would get that
-    # notification while idle in the pool, which PgBouncer drops and logs.
-    assert db.query("SELECT execguard.cancel_job(%s) AS n", (job_id,))[0]["n"] == 1
-    wait_until(lambda: fake.requests()[0]["outcome"] == "client_aborted", what="the call to be aborted")
-    wait_until(lambda: runner.metric('execguard_runner_auto_stopped_total{reason="cancelled"}') == 1,
-               what="auto-stop counted")
-    row = db.executions(job_id)[0]
-    assert row["status"] == "cancelled" and row["result"] is None
-    assert fake.count() == 1
+    # The heartbeat is refused and execution_state says "cancelled".
+    cancel_in_flight_and_check_it_stopped(db, fake, runner, job_id)
+    # cancel_job also sent NOTIFY execguard_cancel. Had the runner run LISTEN
+    # through the pooler, the server connection holding it would have got
+    # that notification while idle in the pool, which PgBouncer drops and logs.
     assert "from server when not linked" not in pgbouncer.log()[log_start:]
+

@@ -11,19 +11,17 @@
 # the data directory is .run/single-user-<pid>, removed on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/scripts/lib.sh"
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 dir=$root/.run/single-user-$$
 mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
-as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-as_server_user "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-    { cat "$dir/initdb.log" >&2; exit 1; }
+eg_initdb "$dir"
 echo "shared_preload_libraries = 'execguard'" >>"$dir/data/postgresql.conf"
 
 status=0
-as_server_user "$PG_BIN/postgres" --single -D "$dir/data" postgres >"$dir/out.log" 2>&1 <<'SQL' || status=$?
+eg_as_server_user "$PG_BIN/postgres" --single -D "$dir/data" postgres >"$dir/out.log" 2>&1 <<'SQL' || status=$?
 CREATE EXTENSION execguard;
 SELECT outcome FROM execguard.claim_execution('single-user', 'm', 'r', 'q', 'dba');
 SELECT claims_claimed FROM execguard.stats;
