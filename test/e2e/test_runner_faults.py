@@ -1,13 +1,16 @@
 """test/e2e/test_runner_faults.py: cancellation, provider outages, crashes,
-database restarts and shutdown."""
+database restarts, shutdown, and an extension older than the runner."""
 import collections
+import json
 import os
 import signal
 import subprocess
+import uuid
 
+import psycopg2
 import pytest
 
-from conftest import REPO, wait_until
+from conftest import REPO, cancel_in_flight_and_check_it_stopped, wait_until
 
 
 def spec(job_id, region, questions, models=("m1",), **extra):
@@ -25,16 +28,8 @@ def test_cancel_during_a_slow_call_aborts_the_call_and_completes_nothing(db, fak
     db.submit_job(spec(job_id, region, 1))
     wait_until(lambda: fake.in_progress() == 1, what="the call to be in flight")
 
-    assert db.query("SELECT execguard.cancel_job(%s) AS n", (job_id,))[0]["n"] == 1
-    # The runner hears execguard_cancel and aborts the HTTP request: the fake
-    # server sees the client go away instead of answering.
-    wait_until(lambda: fake.requests()[0]["outcome"] == "client_aborted", what="the call to be aborted")
-    wait_until(lambda: runner.metric('execguard_runner_auto_stopped_total{reason="cancelled"}') == 1,
-               what="auto-stop counted")
-    row = db.executions(job_id)[0]
-    assert row["status"] == "cancelled" and row["result"] is None
-    assert fake.count() == 1
-    assert runner.metric('execguard_runner_executions_finished_total{result="completed"}') == 0
+    # The runner hears execguard_cancel and aborts the HTTP request.
+    cancel_in_flight_and_check_it_stopped(db, fake, runner, job_id)
 
 
 def test_429_storm_opens_the_breaker_without_exhausting_attempts_then_the_job_completes(
@@ -182,3 +177,50 @@ def test_a_dropped_keepalive_connection_never_makes_libcurl_resend_the_request(d
     row = db.executions(job_id)[0]
     assert row["attempt"] == 2  # a second grant, not a silent second send
     assert runner.metric('execguard_runner_inference_errors_total{class="network",region="%s"}' % region) == 1
+
+
+@pytest.fixture
+def database_at_0_2_0(cluster, db):
+    """A database of the same cluster whose extension was never updated past
+    0.2.0 (no execution_state), as a runner upgraded first meets it."""
+    name = "eg_e2e_0_2_0_%s" % uuid.uuid4().hex[:8]
+    db.query("CREATE DATABASE %s" % name)
+    conn = psycopg2.connect(dbname=name)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION execguard VERSION '0.2.0'")
+    yield name, conn
+    conn.close()
+    db.query("DROP DATABASE %s WITH (FORCE)" % name)
+
+
+def test_runner_against_extension_0_2_0_stops_a_cancelled_call_as_a_lost_lease_and_carries_on(
+        db, fake, start_runner, database_at_0_2_0, job_id, region_prefix):
+    name, conn = database_at_0_2_0
+    region = region_prefix + "-us-east"
+    fake.control(region=region, mode="hang", count=1)
+    # Pooler mode (no LISTEN), so only the heartbeat can tell it to stop.
+    runner = start_runner([region], "--database", "dbname=" + name, "--pooler-mode")
+
+    def run(sql, params):
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    run("SELECT * FROM execguard.submit_job(%s::jsonb)", (json.dumps(spec(job_id, region, 1)),))
+    wait_until(lambda: fake.in_progress() == 1, what="the call to be in flight")
+    assert run("SELECT execguard.cancel_job(%s)", (job_id,)) == [(1,)]
+    wait_until(lambda: fake.requests()[0]["outcome"] == "client_aborted", what="the call to be aborted")
+    # Without execution_state the reason is unknown: counted as a lost lease.
+    wait_until(lambda: runner.metric('execguard_runner_auto_stopped_total{reason="lease_lost"}') == 1,
+               what="auto-stop counted")
+    assert runner.metric('execguard_runner_auto_stopped_total{reason="cancelled"}') == 0
+    assert "during=execution_state" in runner.log()
+    assert run("SELECT status, result FROM execguard.executions WHERE job_id = %s", (job_id,)) == [("cancelled", None)]
+
+    # The runner carries on with the next job.
+    second = job_id + "-2"
+    run("SELECT * FROM execguard.submit_job(%s::jsonb)", (json.dumps(spec(second, region, 2)),))
+    wait_until(lambda: run("SELECT count(*) FROM execguard.executions WHERE job_id = %s AND status = 'completed'",
+                           (second,)) == [(2,)], what="the next job to complete")
+    assert fake.count() == 3
