@@ -39,9 +39,10 @@ PG_CPPFLAGS = -Iextension/include
 # -isystem for the server headers would be nicer, but PGXS puts them in
 # CPPFLAGS itself; -Wno-register silences C++17 about their 'register'.
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -Wno-register -Wno-unused-parameter
-# Each object records the headers it read (extension/pg/claims.d, ...), so a
-# changed header rebuilds what includes it; PGXS tracks .c files only, and
-# only in a server configured with --enable-depend.
+# Each object records the headers it read, next to it (extension/pg/claims.d,
+# ...), so a changed header rebuilds what includes it. PGXS's own tracking
+# (autodepend) is on only for a server built with --enable-depend, which
+# Debian's is not, and names its files by basename in one .deps folder.
 PG_CXXFLAGS += -MMD -MP
 EXTRA_CLEAN = $(OBJS:.o=.d)
 SHLIB_LINK = -lstdc++

@@ -157,6 +157,14 @@ def region_prefix():
     return "t%s" % uuid.uuid4().hex[:6]
 
 
+def spec(job_id, region, questions, models=("m1",), **extra):
+    """A job spec: every model in one region, `questions` distinct questions."""
+    s = {"id": job_id, "models": list(models), "constraints": {"regions": [region]},
+         "questions": ["question %d of %s" % (i, job_id) for i in range(questions)]}
+    s.update(extra)
+    return s
+
+
 def cancel_in_flight_and_check_it_stopped(db, fake, runner, job_id):
     """Cancels job_id, whose one execution hangs in the fake server, and
     checks that the runner aborted the call (the server sees the client go

@@ -11,7 +11,7 @@ import collections
 import random
 import threading
 
-from conftest import cancel_in_flight_and_check_it_stopped, wait_until
+from conftest import cancel_in_flight_and_check_it_stopped, spec, wait_until
 
 CLAIM = ("SELECT c.outcome, c.execution_id, c.fencing_token, pg_backend_pid() AS backend "
          "  FROM execguard.claim_execution(%s, 'm1', %s, %s, %s, lease => %s::interval, "
@@ -48,7 +48,7 @@ def run_clients(count, body):
     def guarded(n):
         try:
             body(n)
-        except BaseException as e:  # noqa: B902 - reported to the test below
+        except BaseException as e:  # re-raised by the test's thread below
             errors.append(e)
 
     threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
@@ -119,8 +119,7 @@ def test_eight_clients_on_two_pooled_backends_claim_each_key_exactly_once(db, pg
 def test_claim_next_from_eight_pooled_clients_never_grants_a_row_twice(db, pgbouncer, job_id, region_prefix):
     region = region_prefix + "-us-east"
     questions = 240
-    db.submit_job({"id": job_id, "models": ["m1"], "constraints": {"regions": [region]},
-                   "questions": ["question %d" % i for i in range(questions)]})
+    db.submit_job(spec(job_id, region, questions))
     granted = []
     lock = threading.Lock()
 
@@ -210,11 +209,6 @@ def test_an_untracked_claim_whose_worker_vanished_is_rescued_when_its_lease_expi
         assert complete(other, rescued) is True
     finally:
         other.close()
-
-
-def spec(job_id, region, questions, models=("m1",)):
-    return {"id": job_id, "models": list(models), "constraints": {"regions": [region]},
-            "questions": ["question %d of %s" % (i, job_id) for i in range(questions)]}
 
 
 def test_runner_in_pooler_mode_makes_one_model_call_per_execution_through_pgbouncer(

@@ -10,14 +10,7 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import REPO, cancel_in_flight_and_check_it_stopped, wait_until
-
-
-def spec(job_id, region, questions, models=("m1",), **extra):
-    s = {"id": job_id, "models": list(models), "constraints": {"regions": [region]},
-         "questions": ["question %d of %s" % (i, job_id) for i in range(questions)]}
-    s.update(extra)
-    return s
+from conftest import REPO, cancel_in_flight_and_check_it_stopped, spec, wait_until
 
 
 def test_cancel_during_a_slow_call_aborts_the_call_and_completes_nothing(db, fake, start_runner,
