@@ -10,7 +10,7 @@
 # The runner and the C++ unit tests are built by CMakeLists.txt.
 
 EXTENSION_NAME = execguard
-EXTVERSION = 0.3.0
+EXTVERSION = 0.4.0
 
 MODULE_big = execguard
 # extension/core: plain C++17, never sees a PostgreSQL header.

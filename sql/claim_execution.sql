@@ -3,7 +3,7 @@
 -- Job ids start with 'ce-'. Only a grant (claimed, reclaimed) returns a
 -- fencing token.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The state of one key, without timestamps or pids.
 CREATE FUNCTION pg_temp.row_of(job text)
@@ -169,3 +169,10 @@ SELECT * FROM execguard.claim_execution('ce-err', 'm', 'r', track_owner => NULL)
 -- None of them created a row; a lease of exactly 7 days is allowed.
 SELECT count(*) AS rows FROM execguard.executions WHERE job_id = 'ce-err';
 SELECT outcome FROM execguard.claim_execution('ce-err', 'm', 'r', lease => '7 days');
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

@@ -3,7 +3,7 @@
 -- batch), fail/retry/backoff, release, cancel_job, retry_job, what
 -- execution_state tells a holder, argument errors. Job ids start with 'cl-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 CREATE FUNCTION pg_temp.row_of(id bigint)
 RETURNS TABLE (status text, attempt int, max_attempts int, fencing_token bigint, result jsonb, error text,
@@ -221,3 +221,10 @@ SELECT execguard.retry_job(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT execguard.cancel_job('  ');
 \echo :LAST_ERROR_SQLSTATE
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

@@ -4,7 +4,7 @@
 -- rows end failed, payload returned. Job ids start with 'cn-'. claim_next
 -- takes any due row, so the file starts from empty tables.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 -- Rescue in every call, so the order is exact (the busy path, which may
 -- skip it between passes, is tested at the end).
 SET execguard.rescue_interval = 0;
@@ -85,7 +85,7 @@ SELECT job_id, count(*) AS rows, sum(attempt) AS attempts FROM execguard.executi
 -- The busy path: within execguard.rescue_interval of its last rescue pass,
 -- a session takes due pending rows first and rescues only when they do not
 -- fill max_claims.
-TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs RESTART IDENTITY;
 SELECT executions_created FROM execguard.submit_job('{"id": "cn-busy", "models": ["m"], "regions": ["busy"], "questions": ["q1", "q2", "q3"]}');
 SELECT question_id FROM execguard.claim_next('w-busy', 1, lease => '10 ms', regions => '{busy}');
 SELECT pg_sleep(0.05);
@@ -99,16 +99,21 @@ SELECT reset_val, unit FROM pg_settings WHERE name = 'execguard.rescue_interval'
 -- since the last vacuum). A row that becomes due again below that point
 -- waits for a call the busy path does not fill, or for the next rescue
 -- pass; the session's own release starts it from the oldest row again.
-TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs RESTART IDENTITY;
 SET execguard.rescue_interval = 0;
 SELECT executions_created FROM execguard.submit_job('{"id": "cn-hint", "models": ["m"], "regions": ["hint"], "questions": ["q1", "q2", "q3", "q4", "q5", "q6"]}');
 SELECT question_id FROM execguard.claim_next('w-hint', 2, regions => '{hint}') ORDER BY question_id;
 SET execguard.rescue_interval = '1min';
--- q1 due again, as another session's release would make it:
-UPDATE execguard.executions
-   SET status = 'pending', attempt = 0, worker = NULL, lease_expires_at = NULL,
-       owner_pid = NULL, owner_backend_start = NULL, started_at = NULL
- WHERE job_id = 'cn-hint' AND question_id = 'q1';
+-- q1 due again, as another session's release would make it (the
+-- execution's row and its queue row, as release_execution writes them):
+WITH released AS (
+    UPDATE execguard.executions
+       SET status = 'pending', attempt = 0, worker = NULL, lease_expires_at = NULL,
+           owner_pid = NULL, owner_backend_start = NULL, started_at = NULL
+     WHERE job_id = 'cn-hint' AND question_id = 'q1'
+    RETURNING execution_id)
+UPDATE execguard.queue AS q SET lease_expires_at = NULL FROM released AS r
+ WHERE q.execution_id = r.execution_id;
 SELECT question_id FROM execguard.claim_next('w-hint', 1, regions => '{hint}');
 SELECT question_id FROM execguard.claim_next('w-hint', 4, regions => '{hint}') ORDER BY question_id;
 SELECT executions_created FROM execguard.submit_job('{"id": "cn-hint-2", "models": ["m"], "regions": ["hint"], "questions": ["q7"]}');
@@ -119,7 +124,7 @@ SELECT job_id, question_id FROM execguard.claim_next('w-hint', 1, regions => '{h
 -- The start belongs to the filter it was earned with: a call that serves
 -- other regions (or models) starts from the oldest row again. Here the
 -- session's newest claim in region ha is past both rows of region hb.
-TRUNCATE execguard.executions, execguard.jobs RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs RESTART IDENTITY;
 SET execguard.rescue_interval = 0;
 SELECT executions_created FROM execguard.submit_job('{"id": "cn-f1", "models": ["m"], "regions": ["hb"], "questions": ["q1"]}');
 SELECT executions_created FROM execguard.submit_job('{"id": "cn-f2", "models": ["m"], "regions": ["ha"], "questions": ["q1", "q2"]}');
@@ -151,3 +156,10 @@ SELECT * FROM execguard.claim_next(repeat('w', 201));
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM execguard.claim_next('w', 1, track_owner => NULL);
 \echo :LAST_ERROR_SQLSTATE
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

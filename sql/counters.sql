@@ -4,7 +4,7 @@
 -- file resets them and must not run concurrently with other claim tests.
 -- Job ids start with 'ct-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The counters as (name, value) rows, in the view's column order.
 CREATE FUNCTION pg_temp.counters() RETURNS TABLE (counter text, value bigint) LANGUAGE sql AS $$
@@ -92,3 +92,10 @@ SELECT duplicates_prevented_claim = claims_running + claims_completed AS claim_l
 -- stats_reset zeroes every counter.
 SELECT execguard.stats_reset();
 SELECT count(*) FILTER (WHERE value <> 0) AS nonzero FROM pg_temp.counters();
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

@@ -7,7 +7,7 @@
 -- also runs with the setting off.)
 -- Job ids start with 'dw-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 -- A session's first claim_next runs the rescue pass; later ones take the
 -- direct busy path, which is what this file exercises.
 SET execguard.rescue_interval = '1min';
@@ -101,3 +101,10 @@ SELECT question_id FROM execguard.claim_next('w3', 1);
 SELECT count(*) AS audited_after_drop FROM pg_temp.dw_audit;
 
 SELECT job_id, question_id, status, fencing_token, attempt FROM execguard.executions ORDER BY execution_id;
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

@@ -6,13 +6,17 @@
 -- such a scan reads all of them on every call. The generic plans behind
 -- these functions once did exactly that on executions_running_lease.
 --
+-- The same holds for their writes of execguard.queue: one probe of its
+-- primary key, never a scan of the queue (the tables are listed with the
+-- indexes: for a table, the count is of sequential scans).
+--
 -- pg_temp.index_scans_of runs one call and reports the index scans it made:
 -- this backend's statistics are not flushed within a statement, so the
 -- difference of pg_stat_get_xact_numscans before and after the call is what
 -- the call itself did, which should be one probe of the primary key and
 -- nothing else. Job ids start with 'iu-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 CREATE FUNCTION pg_temp.index_scans_of(call text)
 RETURNS TABLE (result text, index_name text, scans bigint)
@@ -21,8 +25,10 @@ DECLARE
     indexes oid[];
     before bigint[];
 BEGIN
-    SELECT array_agg(indexrelid ORDER BY indexrelid) INTO indexes
-      FROM pg_index WHERE indrelid = 'execguard.executions'::regclass;
+    SELECT array_agg(relid ORDER BY relid) INTO indexes
+      FROM (SELECT indexrelid FROM pg_index
+             WHERE indrelid IN ('execguard.executions'::regclass, 'execguard.queue'::regclass)
+            UNION ALL VALUES ('execguard.executions'::regclass), ('execguard.queue'::regclass)) AS r(relid);
     SELECT array_agg(pg_stat_get_xact_numscans(i) ORDER BY n) INTO before
       FROM unnest(indexes) WITH ORDINALITY AS u(i, n);
     EXECUTE call INTO result;
@@ -68,4 +74,22 @@ SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.release_execution(
 -- A stale token reads the same one row, and is refused.
 SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{}')$$, :h5, :t5 + 1));
 
+-- The same writes as SQL statements (execguard.direct_writes off), each
+-- on another held execution.
+SELECT execution_id AS h6, fencing_token AS t6 FROM held ORDER BY execution_id LIMIT 1 OFFSET 5 \gset
+SELECT execution_id AS h7, fencing_token AS t7 FROM held ORDER BY execution_id LIMIT 1 OFFSET 6 \gset
+SELECT execution_id AS h8, fencing_token AS t8 FROM held ORDER BY execution_id LIMIT 1 OFFSET 7 \gset
+SET execguard.direct_writes = off;
+SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.heartbeat(%s, %s)', :h6, :t6));
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{"answer": 1}')$$, :h6, :t6));
+SELECT * FROM pg_temp.index_scans_of(format($$SELECT accepted FROM execguard.complete_executions(ARRAY[%s, %s], ARRAY[%s, %s], ARRAY['{}'::jsonb, '{}'])$$, :h7, :h8, :t7, :t8));
+RESET execguard.direct_writes;
+
 SELECT status, count(*) FROM execguard.executions GROUP BY status ORDER BY status;
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

@@ -3,7 +3,7 @@
 -- claim/heartbeat/complete/fail/release functions and a submitter role
 -- submit/cancel/retry and read access. Job ids start with 'ro-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- Leftovers of an interrupted earlier run.
 DO $$
@@ -123,7 +123,12 @@ UPDATE execguard.executions SET result = '{"forged": true}' WHERE execution_id =
 \echo :LAST_ERROR_SQLSTATE
 DELETE FROM execguard.executions WHERE job_id = 'ro-job';
 \echo :LAST_ERROR_SQLSTATE
-TRUNCATE execguard.executions;
+TRUNCATE execguard.executions, execguard.queue;
+\echo :LAST_ERROR_SQLSTATE
+-- Nor the queue that claim_next reads, which only the functions write.
+DELETE FROM execguard.queue;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO execguard.queue (execution_id) VALUES (:r1_id);
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM execguard.jobs;
 \echo :LAST_ERROR_SQLSTATE

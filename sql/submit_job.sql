@@ -2,7 +2,7 @@
 -- submit_job: spec shapes, fan-out, idempotence, conflicts, regions table,
 -- question dedup, payloads and errors. Job ids start with 'sj-'.
 --
-TRUNCATE execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The rows of one job, in key order.
 CREATE FUNCTION pg_temp.units(job text)
@@ -241,3 +241,10 @@ SELECT count(*) AS rows FROM execguard.executions WHERE job_id = 'sj-rolled-back
 SELECT outcome FROM execguard.claim_execution('sj-claimed-first', 'a', 'r', 'x');
 SELECT * FROM execguard.submit_job('{"id": "sj-claimed-first", "models": ["a", "b"], "regions": ["r"], "questions": ["x"]}');
 SELECT * FROM pg_temp.units('sj-claimed-first');
+
+-- execguard.queue holds exactly the pending and running executions, each
+-- running one with its lease: every write above kept it in step.
+SELECT count(*) AS queue_mismatches
+  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
+ WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
+    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;

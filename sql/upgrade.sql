@@ -9,21 +9,31 @@
 DROP EXTENSION execguard CASCADE;
 CREATE EXTENSION execguard VERSION '0.1.0';
 
--- One job of five questions: q1 completed, q2 running, q3 retry scheduled
--- (pending with not_before), q4 pending, q5 failed; and a cancelled job.
-SELECT executions_created FROM execguard.submit_job(
-    '{"id": "up-1", "models": ["m"], "regions": ["r"], "questions": [
-      {"id": "q1", "prompt": "p"}, {"id": "q2", "prompt": "p"}, {"id": "q3", "prompt": "p"},
-      {"id": "q4", "prompt": "p"}, {"id": "q5", "prompt": "p"}]}');
-SELECT executions_created FROM execguard.submit_job('{"id": "up-cancelled", "models": ["m"], "regions": ["r"], "questions": ["p"]}');
-SELECT execguard.cancel_job('up-cancelled');
-SELECT execguard.complete_execution(c.execution_id, c.fencing_token, '{"answer": 1}')
-  FROM execguard.claim_execution('up-1', 'm', 'r', 'q1') AS c;
-SELECT outcome FROM execguard.claim_execution('up-1', 'm', 'r', 'q2', 'worker-2');
-SELECT execguard.fail_execution(c.execution_id, c.fencing_token, 'transient', retry_after => '1 hour')
-  FROM execguard.claim_execution('up-1', 'm', 'r', 'q3') AS c;
-SELECT execguard.fail_execution(c.execution_id, c.fencing_token, 'bad input', retryable => false)
-  FROM execguard.claim_execution('up-1', 'm', 'r', 'q5') AS c;
+-- This library needs the schema of its own version: against 0.1.0 every
+-- function says so, with the remedy, and writes nothing.
+SELECT * FROM execguard.claim_execution('up-1', 'm', 'r', 'q1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM execguard.submit_job('{"id": "up-1", "models": ["m"], "regions": ["r"], "questions": ["q1"]}');
+SELECT execguard.complete_execution(1, 1, '{}');
+SET execguard.direct_writes = off;
+SELECT execguard.complete_execution(1, 1, '{}');
+RESET execguard.direct_writes;
+SELECT count(*) AS executions FROM execguard.executions;
+
+-- So the rows are written as 0.1.0's functions left them. One job of five
+-- questions: q1 completed, q2 running, q3 retry scheduled (pending with
+-- not_before), q4 pending, q5 failed; and a cancelled job.
+INSERT INTO execguard.jobs (job_id, spec, max_attempts, cancelled_at)
+VALUES ('up-1', '{}', 3, NULL), ('up-cancelled', '{}', 3, now());
+INSERT INTO execguard.executions
+       (job_id, model_id, region, question_id, status, attempt, fencing_token, worker,
+        lease_expires_at, not_before, result, error, started_at, finished_at)
+VALUES ('up-1', 'm', 'r', 'q1', 'completed', 1, 1, 'w', NULL, NULL, '{"answer": 1}', NULL, now(), now()),
+       ('up-1', 'm', 'r', 'q2', 'running', 1, 1, 'worker-2', now() + interval '1 hour', NULL, NULL, NULL, now(), NULL),
+       ('up-1', 'm', 'r', 'q3', 'pending', 1, 1, 'w', NULL, now() + interval '1 hour', NULL, 'transient', now(), NULL),
+       ('up-1', 'm', 'r', 'q4', 'pending', 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+       ('up-1', 'm', 'r', 'q5', 'failed', 1, 1, 'w', NULL, NULL, NULL, 'bad input', now(), now()),
+       ('up-cancelled', 'm', 'r', 'p', 'cancelled', 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, now());
 
 CREATE TEMP TABLE before AS
     SELECT execution_id, job_id, model_id, region, question_id, status::text, attempt::int,
@@ -43,6 +53,11 @@ SELECT count(*) AS rows_changed_or_lost
  WHERE to_jsonb(b) IS DISTINCT FROM to_jsonb(a);
 SELECT question_id, status, attempt, not_before IS NOT NULL AS backoff FROM execguard.executions
  WHERE job_id = 'up-1' ORDER BY question_id;
+-- The queue holds the pending and running executions, the running one
+-- with its lease.
+SELECT e.question_id, q.lease_expires_at IS NULL AS pending, q.lease_expires_at = e.lease_expires_at AS lease_kept
+  FROM execguard.queue AS q JOIN execguard.executions AS e USING (execution_id)
+ ORDER BY e.question_id;
 
 -- The schema: columns with types and collations, indexes, constraints
 -- (the table's and the domains'), functions with their result types,

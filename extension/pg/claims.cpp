@@ -84,14 +84,47 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 
 #define CLAIMED_COLUMNS \
 	"e.execution_id, e.fencing_token, e.attempt, e.job_id, e.model_id, e.region, e.question_id, e.payload"
+/* The same, as output columns of a CTE that returned CLAIMED_COLUMNS. */
+#define CLAIMED_OUTPUT \
+	"execution_id, fencing_token, attempt, job_id, model_id, region, question_id, payload"
+
+/*
+ * execguard.queue holds a row for every pending (lease NULL) and running
+ * execution; each statement below that moves an execution into, within or
+ * out of those states writes it in the same statement, after the
+ * execution's row (see direct_writes.h). QUEUE_AS_RUNNING(CTE) records the
+ * grants or heartbeats a CTE returned (execution_id, lease_expires_at);
+ * QUEUE_AS_PENDING(SELECT) re-queues executions as pending; DEQUEUE(CTE)
+ * removes those a CTE finished. The upserts also mend a missing queue row.
+ */
+#define QUEUE_AS_RUNNING(CTE) \
+	"INSERT INTO execguard.queue AS q (execution_id, lease_expires_at) " \
+	"SELECT execution_id, lease_expires_at FROM " CTE " " \
+	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at"
+#define QUEUE_AS_PENDING(SELECT) \
+	"INSERT INTO execguard.queue AS q (execution_id) " SELECT " " \
+	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = NULL"
+#define DEQUEUE(CTE) \
+	"DELETE FROM execguard.queue AS q USING " CTE " AS f WHERE q.execution_id = f.execution_id"
 
 /* Optional worker filters of claim_next: $4 regions, $5 models. */
-#define CLAIM_FILTERS \
-	"AND ($4::text[] IS NULL OR region = ANY ($4)) AND ($5::text[] IS NULL OR model_id = ANY ($5)) "
+#define CLAIM_FILTERS(E) \
+	"AND ($4::text[] IS NULL OR " E ".region = ANY ($4)) AND ($5::text[] IS NULL OR " E ".model_id = ANY ($5)) "
 
 /* ---------------------------------------------------------------------- */
 /* Argument checks                                                        */
 /* ---------------------------------------------------------------------- */
+
+/*
+ * Every function first makes sure the database's extension matches this
+ * library (eg_executions_table), so that an outdated schema is reported
+ * with its remedy rather than as a missing relation in some statement.
+ */
+static void
+require_schema(void)
+{
+	(void) eg_executions_table();
+}
 
 static void
 require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
@@ -215,42 +248,56 @@ owner_values(bool track_owner, Datum *pid, Datum *started, char *pid_null, char 
  * statement, so with a snapshot that sees this row once we commit).
  */
 static EgStatement insert_key = {
-	"WITH job AS (SELECT max_attempts, cancelled_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE) "
-	"INSERT INTO execguard.executions AS e "
-	"       (job_id, model_id, region, question_id, status, attempt, fencing_token, "
-	"        worker, owner_pid, owner_backend_start, lease_expires_at, started_at, max_attempts) "
-	"SELECT $1, $2, $3, $4, 'running', 1, 1, $5, $6, $7, pg_catalog.now() + $8, pg_catalog.now(), "
-	"       coalesce((SELECT max_attempts FROM job), 3) "
-	" WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL) "
-	"ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
-	"RETURNING execution_id, fencing_token, attempt",
+	"WITH job AS (SELECT max_attempts, cancelled_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE), "
+	"created AS ("
+	"  INSERT INTO execguard.executions AS e "
+	"         (job_id, model_id, region, question_id, status, attempt, fencing_token, "
+	"          worker, owner_pid, owner_backend_start, lease_expires_at, started_at, max_attempts) "
+	"  SELECT $1, $2, $3, $4, 'running', 1, 1, $5, $6, $7, pg_catalog.now() + $8, pg_catalog.now(), "
+	"         coalesce((SELECT max_attempts FROM job), 3) "
+	"   WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL) "
+	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
+	"queued AS (INSERT INTO execguard.queue (execution_id, lease_expires_at) "
+	"           SELECT execution_id, lease_expires_at FROM created) "
+	"SELECT execution_id, fencing_token, attempt FROM created",
 	8, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
 };
 
 static EgStatement grant_pending = {
-	"UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
-	" WHERE execution_id = $1 AND status = 'pending' "
-	"   AND (not_before IS NULL OR not_before <= pg_catalog.now()) "
-	"RETURNING fencing_token, attempt",
+	"WITH granted AS ("
+	"  UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
+	"   WHERE execution_id = $1 AND status = 'pending' "
+	"     AND (not_before IS NULL OR not_before <= pg_catalog.now()) "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
+	"queued AS (" QUEUE_AS_RUNNING("granted") ") "
+	"SELECT fencing_token, attempt FROM granted",
 	5, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
 };
 
 /* $6: the token seen when the lease was found expired or the owner gone. */
 static EgStatement grant_rescue = {
-	"UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
-	" WHERE execution_id = $1 AND status = 'running' AND fencing_token = $6 "
-	"   AND attempt < max_attempts "
-	"RETURNING fencing_token, attempt",
+	"WITH granted AS ("
+	"  UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
+	"   WHERE execution_id = $1 AND status = 'running' AND fencing_token = $6 "
+	"     AND attempt < max_attempts "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
+	"queued AS (" QUEUE_AS_RUNNING("granted") ") "
+	"SELECT fencing_token, attempt FROM granted",
 	6, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID, INT8OID}, NULL
 };
 
 /* A running row whose last allowed attempt lost its lease ends failed. */
 static EgStatement fail_exhausted_one = {
-	"UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
-	"       error = 'lease lost on the last allowed attempt', "
-	"       owner_pid = NULL, owner_backend_start = NULL "
-	" WHERE execution_id = $1 AND status = 'running' AND fencing_token = $2 "
-	"   AND attempt >= max_attempts",
+	"WITH failed AS ("
+	"  UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
+	"         error = 'lease lost on the last allowed attempt', "
+	"         owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE execution_id = $1 AND status = 'running' AND fencing_token = $2 "
+	"     AND attempt >= max_attempts "
+	"  RETURNING execution_id), "
+	"dequeued AS (" DEQUEUE("failed") ") "
+	"SELECT 1 FROM failed",
 	2, {INT8OID, INT8OID}, NULL
 };
 
@@ -445,6 +492,7 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	require_schema();
 	key[0] = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
 	key[1] = key_arg(fcinfo, 1, EG_KEY_MODEL_ID, "model_id");
 	key[2] = key_arg(fcinfo, 2, EG_KEY_REGION, "region");
@@ -476,16 +524,23 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 
 /* Owners of running claims, to check for dead ones. */
 static EgStatement running_owners = {
-	"SELECT DISTINCT owner_pid, owner_backend_start FROM execguard.executions "
-	" WHERE status = 'running' AND owner_pid IS NOT NULL AND lease_expires_at > '-infinity'",
+	"SELECT DISTINCT e.owner_pid, e.owner_backend_start "
+	"  FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id "
+	" WHERE q.lease_expires_at > '-infinity' "
+	"   AND e.status = 'running' AND e.owner_pid IS NOT NULL AND e.lease_expires_at > '-infinity'",
 	0, {InvalidOid}, NULL
 };
 
 /* Makes a dead owner's claims due for rescue: '-infinity' marks the reason. */
 static EgStatement mark_owner_gone = {
-	"UPDATE execguard.executions SET lease_expires_at = '-infinity' "
-	" WHERE status = 'running' AND owner_pid = $1 AND owner_backend_start = $2 "
-	"   AND lease_expires_at > '-infinity'",
+	"WITH marked AS ("
+	"  UPDATE execguard.executions AS e SET lease_expires_at = '-infinity' "
+	"    FROM execguard.queue AS q "
+	"   WHERE e.execution_id = q.execution_id AND q.lease_expires_at > '-infinity' "
+	"     AND e.status = 'running' AND e.owner_pid = $1 AND e.owner_backend_start = $2 "
+	"     AND e.lease_expires_at > '-infinity' "
+	"  RETURNING e.execution_id, e.lease_expires_at) "
+	QUEUE_AS_RUNNING("marked"),
 	2, {INT4OID, TIMESTAMPTZOID}, NULL
 };
 
@@ -495,21 +550,22 @@ static EgStatement mark_owner_gone = {
  *   exhausted  expired claims on their last allowed attempt end failed;
  *   expired    running rows whose lease expired, dead owners ('-infinity')
  *              first, on attempts left: rescued (granted again);
- *   pending    due pending rows, oldest first, for what is left of $2.
+ *   pending    due pending rows, oldest first, for what is left of $2;
+ *   queued     the queue rows of what was granted, dequeued those failed.
  *
  * $1 worker, $2 limit, $3 lease, $4 regions, $5 models, $6 owner pid,
  * $7 owner start. Output: the claimed columns, whether the owner was gone,
  * and what the row is (ROW_*), with one marker row per exhausted execution.
  *
- * Rows are found through "execution_id = ANY (ARRAY(...))" rather than a
- * join: the statement is prepared once and runs with a generic plan, which
- * cannot know $2 and assumes a LIMIT of 10% of the table; a join then
- * turns into a hash join over a sequential scan of every execution,
- * completed ones included. The array gives the planner an index condition
- * whatever the estimate. The outer updates do not repeat the status test:
- * the rows are locked by the FOR UPDATE subqueries, which re-check it on
- * the newest row version, and repeating it lets the planner prefer the
- * partial index on running rows, scanned whole, over the primary key. The
+ * Candidates are found through execguard.queue (its partial indexes on
+ * pending rows by id and running rows by lease) and decided on the
+ * execution's row, which FOR UPDATE OF e SKIP LOCKED locks and re-checks
+ * on its newest version. The updates find those rows through
+ * "execution_id = ANY (ARRAY(...))" rather than a join: the statement is
+ * prepared once and runs with a generic plan, which cannot know $2 and
+ * assumes a LIMIT of 10% of the table; a join then turns into a hash join
+ * over a sequential scan of every execution, completed ones included. The
+ * array gives the planner an index condition whatever the estimate. The
  * three updates touch disjoint rows (by status and attempt), as
  * data-modifying CTEs must.
  */
@@ -519,40 +575,51 @@ static EgStatement mark_owner_gone = {
 #define CS_(x) #x
 #define CS(x) CS_(x)
 
+/* Expired running rows, as "FROM ... WHERE ..." over queue q and executions e. */
+#define EXPIRED_ROWS \
+	"FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id " \
+	"WHERE q.lease_expires_at < pg_catalog.now() " \
+	"  AND e.status = 'running' AND e.lease_expires_at < pg_catalog.now() "
+
+/* Due pending rows after id $8 (or any), the same over queue q and executions e. */
+#define DUE_PENDING_ROWS(AFTER) \
+	"FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id " \
+	"WHERE q.lease_expires_at IS NULL " AFTER \
+	"  AND e.status = 'pending' AND (e.not_before IS NULL OR e.not_before <= pg_catalog.now()) " \
+	CLAIM_FILTERS("e")
+
 static EgStatement claim_next_statement = {
 	"WITH exhausted AS ("
 	"  UPDATE execguard.executions SET status = 'failed', finished_at = pg_catalog.now(), "
 	"         error = 'lease lost on the last allowed attempt', "
 	"         owner_pid = NULL, owner_backend_start = NULL "
 	"   WHERE execution_id = ANY (ARRAY("
-	"           SELECT execution_id FROM execguard.executions "
-	"            WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
-	"              AND attempt >= max_attempts FOR UPDATE SKIP LOCKED)) "
-	"  RETURNING 1), "
+	"           SELECT e.execution_id " EXPIRED_ROWS
+	"              AND e.attempt >= e.max_attempts FOR UPDATE OF e SKIP LOCKED)) "
+	"  RETURNING execution_id), "
 	"expired AS MATERIALIZED ("
-	"  SELECT execution_id, lease_expires_at = '-infinity' AS owner_gone "
-	"    FROM execguard.executions "
-	"   WHERE status = 'running' AND lease_expires_at < pg_catalog.now() "
-	"     AND attempt < max_attempts " CLAIM_FILTERS
-	"   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+	"  SELECT e.execution_id, e.lease_expires_at = '-infinity' AS owner_gone " EXPIRED_ROWS
+	"     AND e.attempt < e.max_attempts " CLAIM_FILTERS("e")
+	"   ORDER BY q.lease_expires_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED), "
 	"rescued AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"    FROM expired AS x "
 	"   WHERE e.execution_id = ANY (ARRAY(SELECT execution_id FROM expired)) "
 	"     AND e.execution_id = x.execution_id "
-	"  RETURNING " CLAIMED_COLUMNS ", x.owner_gone), "
+	"  RETURNING " CLAIMED_COLUMNS ", x.owner_gone, e.lease_expires_at), "
 	"pending AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"   WHERE e.execution_id = ANY (ARRAY("
-	"           SELECT execution_id FROM execguard.executions "
-	"            WHERE status = 'pending' "
-	"              AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
-	"            ORDER BY execution_id "
-	"            LIMIT greatest($2 - (SELECT count(*) FROM rescued), 0) FOR UPDATE SKIP LOCKED)) "
+	"           SELECT e.execution_id " DUE_PENDING_ROWS("")
+	"            ORDER BY q.execution_id "
+	"            LIMIT greatest($2 - (SELECT count(*) FROM rescued), 0) FOR UPDATE OF e SKIP LOCKED)) "
 	"     AND e.status = 'pending' "
-	"  RETURNING " CLAIMED_COLUMNS ") "
-	"SELECT *, " CS(ROW_RESCUED) " FROM rescued "
-	"UNION ALL SELECT *, false, " CS(ROW_CLAIMED) " FROM pending "
+	"  RETURNING " CLAIMED_COLUMNS ", e.lease_expires_at), "
+	"queued AS (" QUEUE_AS_RUNNING("(SELECT execution_id, lease_expires_at FROM rescued "
+								   " UNION ALL SELECT execution_id, lease_expires_at FROM pending) AS g") "), "
+	"dequeued AS (" DEQUEUE("exhausted") ") "
+	"SELECT " CLAIMED_OUTPUT ", owner_gone, " CS(ROW_RESCUED) " FROM rescued "
+	"UNION ALL SELECT " CLAIMED_OUTPUT ", false, " CS(ROW_CLAIMED) " FROM pending "
 	"UNION ALL SELECT NULL::bigint, NULL::bigint, NULL::int, NULL::text, NULL::text, NULL::text, "
 	"                 NULL::text, NULL::jsonb, false, " CS(ROW_FAILED) " FROM exhausted",
 	7, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID}, NULL
@@ -568,13 +635,12 @@ static EgStatement claim_pending_statement = {
 	"WITH pending AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"   WHERE e.execution_id = ANY (ARRAY("
-	"           SELECT execution_id FROM execguard.executions "
-	"            WHERE status = 'pending' AND execution_id > $8 "
-	"              AND (not_before IS NULL OR not_before <= pg_catalog.now()) " CLAIM_FILTERS
-	"            ORDER BY execution_id LIMIT $2 FOR UPDATE SKIP LOCKED)) "
+	"           SELECT e.execution_id " DUE_PENDING_ROWS("AND q.execution_id > $8 ")
+	"            ORDER BY q.execution_id LIMIT $2 FOR UPDATE OF e SKIP LOCKED)) "
 	"     AND e.status = 'pending' "
-	"  RETURNING " CLAIMED_COLUMNS ") "
-	"SELECT *, false, " CS(ROW_CLAIMED) " FROM pending",
+	"  RETURNING " CLAIMED_COLUMNS ", e.lease_expires_at), "
+	"queued AS (" QUEUE_AS_RUNNING("pending") ") "
+	"SELECT " CLAIMED_OUTPUT ", false, " CS(ROW_CLAIMED) " FROM pending",
 	8, {TEXTOID, INT4OID, INTERVALOID, TEXTARRAYOID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID, INT8OID}, NULL
 };
 
@@ -743,6 +809,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	bool		spi = false;
 
+	require_schema();
 	require_arg(fcinfo, 0, "worker");
 	values[0] = worker_arg(fcinfo, 0, &isnull);
 	require_arg(fcinfo, 1, "max_claims");
@@ -833,17 +900,25 @@ execguard_claim_next(PG_FUNCTION_ARGS)
  * follow the session that now holds the work, not the one that claimed it.
  */
 static EgStatement heartbeat_statement = {
-	"UPDATE execguard.executions SET lease_expires_at = pg_catalog.now() + $3, "
-	"       owner_pid = CASE WHEN owner_pid IS NULL THEN NULL ELSE $4 END, "
-	"       owner_backend_start = CASE WHEN owner_pid IS NULL THEN NULL ELSE $5 END "
-	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	"WITH beat AS ("
+	"  UPDATE execguard.executions SET lease_expires_at = pg_catalog.now() + $3, "
+	"         owner_pid = CASE WHEN owner_pid IS NULL THEN NULL ELSE $4 END, "
+	"         owner_backend_start = CASE WHEN owner_pid IS NULL THEN NULL ELSE $5 END "
+	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"  RETURNING execution_id, lease_expires_at), "
+	"queued AS (" QUEUE_AS_RUNNING("beat") ") "
+	"SELECT 1 FROM beat",
 	5, {INT8OID, INT8OID, INTERVALOID, INT4OID, TIMESTAMPTZOID}, NULL
 };
 
 static EgStatement complete_statement = {
-	"UPDATE execguard.executions SET status = 'completed', result = $3, "
-	"       finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
-	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running'",
+	"WITH done AS ("
+	"  UPDATE execguard.executions SET status = 'completed', result = $3, "
+	"         finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"  RETURNING execution_id), "
+	"dequeued AS (" DEQUEUE("done") ") "
+	"SELECT 1 FROM done",
 	3, {INT8OID, INT8OID, JSONBOID}, NULL
 };
 
@@ -858,7 +933,8 @@ static EgStatement complete_batch_statement = {
 	"    FROM input AS i "
 	"   WHERE e.execution_id = ANY ($1) AND e.execution_id = i.execution_id "
 	"     AND e.fencing_token = i.fencing_token AND e.status = 'running' "
-	"  RETURNING e.execution_id) "
+	"  RETURNING e.execution_id), "
+	"dequeued AS (" DEQUEUE("done") ") "
 	"SELECT i.execution_id, d.execution_id IS NOT NULL "
 	"  FROM input AS i LEFT JOIN done AS d ON d.execution_id = i.execution_id "
 	" ORDER BY i.position",
@@ -871,27 +947,34 @@ static EgStatement complete_batch_statement = {
  * minutes, times 0.5 to 1.5). Otherwise failed.
  */
 static EgStatement fail_statement = {
-	"UPDATE execguard.executions AS e SET "
-	"       status = CASE WHEN $4 AND e.attempt < e.max_attempts THEN 'pending' ELSE 'failed' END, "
-	"       not_before = CASE WHEN $4 AND e.attempt < e.max_attempts THEN pg_catalog.now() + "
-	"           coalesce($5, pg_catalog.make_interval(secs => "
-	"               least(300.0, 2.0 * pg_catalog.power(2.0, least(e.attempt, 20) - 1)) "
-	"               * (0.5 + pg_catalog.random()))) END, "
-	"       finished_at = CASE WHEN $4 AND e.attempt < e.max_attempts THEN NULL "
-	"           ELSE pg_catalog.now() END, "
-	"       error = $3, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
-	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"RETURNING e.status",
+	"WITH written AS ("
+	"  UPDATE execguard.executions AS e SET "
+	"         status = CASE WHEN $4 AND e.attempt < e.max_attempts THEN 'pending' ELSE 'failed' END, "
+	"         not_before = CASE WHEN $4 AND e.attempt < e.max_attempts THEN pg_catalog.now() + "
+	"             coalesce($5, pg_catalog.make_interval(secs => "
+	"                 least(300.0, 2.0 * pg_catalog.power(2.0, least(e.attempt, 20) - 1)) "
+	"                 * (0.5 + pg_catalog.random()))) END, "
+	"         finished_at = CASE WHEN $4 AND e.attempt < e.max_attempts THEN NULL "
+	"             ELSE pg_catalog.now() END, "
+	"         error = $3, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"  RETURNING e.execution_id, e.status), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM written WHERE status = 'pending'") "), "
+	"dequeued AS (" DEQUEUE("(SELECT execution_id FROM written WHERE status <> 'pending')") ") "
+	"SELECT status FROM written",
 	5, {INT8OID, INT8OID, TEXTOID, BOOLOID, INTERVALOID}, NULL
 };
 
 /* Back to pending; the grant's attempt is given back. */
 static EgStatement release_statement = {
-	"UPDATE execguard.executions SET status = 'pending', attempt = greatest(attempt - 1, 0), "
-	"       worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
-	"       started_at = NULL, not_before = NULL "
-	" WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"RETURNING job_id",
+	"WITH released AS ("
+	"  UPDATE execguard.executions SET status = 'pending', attempt = greatest(attempt - 1, 0), "
+	"         worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
+	"         started_at = NULL, not_before = NULL "
+	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
+	"  RETURNING execution_id, job_id), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM released") ") "
+	"SELECT job_id FROM released",
 	2, {INT8OID, INT8OID}, NULL
 };
 
@@ -918,6 +1001,7 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	EgWriter	writer;
 	bool		held;
 
+	require_schema();
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
@@ -945,6 +1029,7 @@ execguard_complete_execution(PG_FUNCTION_ARGS)
 	bool		accepted;
 	EgWriter	writer;
 
+	require_schema();
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
 	require_arg(fcinfo, 2, "result");
@@ -1016,6 +1101,7 @@ execguard_complete_executions(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	EgWriter	writer;
 
+	require_schema();
 	n_ids = array_arg(fcinfo, 0, "execution_ids", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids);
 	if (array_arg(fcinfo, 1, "fencing_tokens", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &tokens) != n_ids ||
 		array_arg(fcinfo, 2, "results", JSONBOID, -1, false, TYPALIGN_INT, &results) != n_ids)
@@ -1085,6 +1171,7 @@ execguard_fail_execution(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', '\0'};
 	const char *outcome;
 
+	require_schema();
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
 	require_arg(fcinfo, 3, "retryable");
@@ -1135,6 +1222,7 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		released;
 
+	require_schema();
 	require_arg(fcinfo, 0, "execution_id");
 	require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
@@ -1168,20 +1256,28 @@ static EgStatement cancel_job_row = {
 };
 
 static EgStatement cancel_executions = {
-	"UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
-	"       lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
-	" WHERE job_id = $1 AND status IN ('pending', 'running')",
+	"WITH cancelled AS ("
+	"  UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
+	"         lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
+	"   WHERE job_id = $1 AND status IN ('pending', 'running') "
+	"  RETURNING execution_id), "
+	"dequeued AS (" DEQUEUE("cancelled") ") "
+	"SELECT 1 FROM cancelled",
 	1, {TEXTOID}, NULL
 };
 
 /* Failed units get a fresh attempt budget; completed ones are never touched. */
 static EgStatement retry_statement = {
-	"UPDATE execguard.executions AS e SET status = 'pending', not_before = NULL, finished_at = NULL, "
-	"       max_attempts = e.attempt + coalesce((SELECT j.max_attempts FROM execguard.jobs AS j "
-	"                                             WHERE j.job_id = $1), 3) "
-	" WHERE job_id = $1 AND status = 'failed' "
-	"   AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
-	"                    WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL)",
+	"WITH retried AS ("
+	"  UPDATE execguard.executions AS e SET status = 'pending', not_before = NULL, finished_at = NULL, "
+	"         max_attempts = e.attempt + coalesce((SELECT j.max_attempts FROM execguard.jobs AS j "
+	"                                               WHERE j.job_id = $1), 3) "
+	"   WHERE job_id = $1 AND status = 'failed' "
+	"     AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
+	"                      WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL) "
+	"  RETURNING e.execution_id), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM retried") ") "
+	"SELECT 1 FROM retried",
 	1, {TEXTOID}, NULL
 };
 
@@ -1192,6 +1288,7 @@ execguard_cancel_job(PG_FUNCTION_ARGS)
 	int32		cancelled;
 	int32		jobs;
 
+	require_schema();
 	SPI_connect();
 	jobs = (int32) eg_execute(&cancel_job_row, &job_id, NULL, 0);
 	cancelled = (int32) eg_execute(&cancel_executions, &job_id, NULL, 0);
@@ -1209,6 +1306,7 @@ execguard_retry_job(PG_FUNCTION_ARGS)
 	Datum		job_id = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
 	uint64		n;
 
+	require_schema();
 	SPI_connect();
 	n = eg_execute(&retry_statement, &job_id, NULL, 0);
 	SPI_finish();

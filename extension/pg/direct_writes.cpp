@@ -16,6 +16,7 @@ extern "C"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/bitmapset.h"
@@ -44,12 +45,32 @@ static const EgColumn written_columns[] = {
 	EG_COL_ERROR, EG_COL_STARTED_AT, EG_COL_FINISHED_AT
 };
 
-/* Does an UPDATE statement do anything on this table that we would skip? */
+/*
+ * Does an UPDATE statement do anything on this table that we would skip?
+ * The foreign key from queue to executions puts triggers on both tables,
+ * which do nothing for the writes here (direct_writes.h): other triggers,
+ * a DBA's, send the write to SQL.
+ */
+static bool
+has_triggers_besides_foreign_keys(Relation rel)
+{
+	if (rel->trigdesc == NULL)
+		return false;
+	for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+	{
+		const Trigger *trigger = &rel->trigdesc->triggers[i];
+
+		if (!trigger->tgisinternal || RI_FKey_trigger_type(trigger->tgfoid) == RI_TRIGGER_NONE)
+			return true;
+	}
+	return false;
+}
+
 static bool
 needs_sql(Relation rel)
 {
 	return rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
-		rel->trigdesc != NULL || rel->rd_rel->relrowsecurity ||
+		has_triggers_besides_foreign_keys(rel) || rel->rd_rel->relrowsecurity ||
 		(rel->rd_att->constr != NULL && rel->rd_att->constr->has_generated_stored);
 }
 
@@ -69,14 +90,11 @@ concurrent_update_error(bool deleted)
  * relcache keeps planned already (ExecPrepareQual would plan them again).
  */
 static void
-prepare_checks(EgWriter *writer)
+prepare_index_predicates(ResultRelInfo *result_rel, EState *estate)
 {
-	ResultRelInfo *result_rel = writer->result_rel;
 	MemoryContext old;
 
-	if (writer->rel->rd_att->constr != NULL && writer->rel->rd_att->constr->num_check > 0)
-		result_rel->ri_ConstraintExprs = eg_table_checks(writer->rel, writer->estate);
-	old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	for (int i = 0; i < result_rel->ri_NumIndices; i++)
 	{
 		IndexInfo  *index = result_rel->ri_IndexRelationInfo[i];
@@ -87,40 +105,66 @@ prepare_checks(EgWriter *writer)
 	MemoryContextSwitchTo(old);
 }
 
+static void
+prepare_checks(EgWriter *writer)
+{
+	if (writer->rel->rd_att->constr != NULL && writer->rel->rd_att->constr->num_check > 0)
+		writer->result_rel->ri_ConstraintExprs = eg_table_checks(writer->rel, writer->estate);
+	prepare_index_predicates(writer->result_rel, writer->estate);
+}
+
+static RangeTblEntry *
+range_table_entry(Relation rel, Bitmapset *updated)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->updatedCols = updated;
+	return rte;
+}
+
 bool
 eg_writer_begin(EgWriter *writer)
 {
-	RangeTblEntry *rte;
 	Bitmapset  *updated = NULL;
 
 	if (!eg_direct_writes)
 		return false;
 	writer->table = eg_executions_table();
 	writer->rel = table_open(writer->table->relid, RowExclusiveLock);
-	if (needs_sql(writer->rel))
+	writer->queue = table_open(writer->table->queue_relid, RowExclusiveLock);
+	if (needs_sql(writer->rel) || needs_sql(writer->queue))
 	{
-		/* The SQL statement that runs instead takes the same lock. */
+		/* The SQL statement that runs instead takes the same locks. */
+		table_close(writer->queue, NoLock);
 		table_close(writer->rel, NoLock);
 		return false;
 	}
 	CheckCmdReplicaIdentity(writer->rel, CMD_UPDATE);
+	CheckCmdReplicaIdentity(writer->queue, CMD_UPDATE);
+	CheckCmdReplicaIdentity(writer->queue, CMD_DELETE);
 
 	for (size_t i = 0; i < lengthof(written_columns); i++)
 		updated = bms_add_member(updated, writer->table->attnum[written_columns[i]] -
 								 FirstLowInvalidHeapAttributeNumber);
 
 	writer->estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(writer->rel);
-	rte->relkind = writer->rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	rte->updatedCols = updated;
-	ExecInitRangeTable(writer->estate, list_make1(rte));
+	ExecInitRangeTable(writer->estate,
+					   list_make2(range_table_entry(writer->rel, updated),
+								  range_table_entry(writer->queue,
+													bms_make_singleton(EG_QUEUE_LEASE_EXPIRES_AT -
+																	   FirstLowInvalidHeapAttributeNumber))));
 	writer->result_rel = makeNode(ResultRelInfo);
 	InitResultRelInfo(writer->result_rel, writer->rel, 1, NULL, 0);
 	ExecOpenIndices(writer->result_rel, false);
 	prepare_checks(writer);
+	writer->queue_result_rel = makeNode(ResultRelInfo);
+	InitResultRelInfo(writer->queue_result_rel, writer->queue, 2, NULL, 0);
+	ExecOpenIndices(writer->queue_result_rel, false);
+	prepare_index_predicates(writer->queue_result_rel, writer->estate);
 
 	/*
 	 * As SPI runs a statement of a volatile function: the effects of earlier
@@ -140,6 +184,10 @@ eg_writer_begin(EgWriter *writer)
 	writer->isnull = writer->update->tts_isnull;
 	writer->pkey = NULL;
 	writer->pkey_scan = NULL;
+	writer->queue_row = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
+	writer->queue_update = ExecInitExtraTupleSlot(writer->estate, RelationGetDescr(writer->queue),
+												  &TTSOpsVirtual);
+	writer->queue_pkey_scan = NULL;
 	return true;
 }
 
@@ -148,23 +196,29 @@ eg_writer_end(EgWriter *writer)
 {
 	if (writer->pkey_scan != NULL)
 		index_endscan(writer->pkey_scan);
+	if (writer->queue_pkey_scan != NULL)
+		index_endscan(writer->queue_pkey_scan);
+	ExecCloseIndices(writer->queue_result_rel);
 	ExecCloseIndices(writer->result_rel);
 	ExecResetTupleTable(writer->estate->es_tupleTable, false);
 	FreeExecutorState(writer->estate);
 	PopActiveSnapshot();
 	/* Locks are kept to the end of the transaction, as for a statement. */
+	table_close(writer->queue, NoLock);
 	table_close(writer->rel, NoLock);
 }
 
-Relation
-eg_writer_index(EgWriter *writer, Oid indexid)
+static Relation
+open_index(ResultRelInfo *result_rel, Oid indexid)
 {
-	for (int i = 0; i < writer->result_rel->ri_NumIndices; i++)
-		if (RelationGetRelid(writer->result_rel->ri_IndexRelationDescs[i]) == indexid)
-			return writer->result_rel->ri_IndexRelationDescs[i];
-	elog(ERROR, "execguard: index %u of execguard.executions is not open", indexid);
+	for (int i = 0; i < result_rel->ri_NumIndices; i++)
+		if (RelationGetRelid(result_rel->ri_IndexRelationDescs[i]) == indexid)
+			return result_rel->ri_IndexRelationDescs[i];
+	elog(ERROR, "execguard: index %u of %s is not open", indexid,
+		 RelationGetRelationName(result_rel->ri_RelationDesc));
 	pg_unreachable();
 }
+
 
 bool
 eg_writer_fetch(EgWriter *writer, int64 execution_id)
@@ -173,7 +227,7 @@ eg_writer_fetch(EgWriter *writer, int64 execution_id)
 
 	if (writer->pkey_scan == NULL)
 	{
-		writer->pkey = eg_writer_index(writer, writer->table->pkey_index);
+		writer->pkey = open_index(writer->result_rel, writer->table->pkey_index);
 		writer->pkey_scan = index_beginscan(writer->rel, writer->pkey, writer->snapshot, 1, 0);
 	}
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
@@ -257,6 +311,133 @@ eg_writer_lock_newest(EgWriter *writer)
 			elog(ERROR, "execguard: unexpected result %d locking an execution", (int) result);
 	}
 	pg_unreachable();
+}
+
+/* ---------------------------------------------------------------------- */
+/* execguard.queue                                                        */
+/* ---------------------------------------------------------------------- */
+
+/* Reads the queue row of execution_id visible to the snapshot into writer->queue_row. */
+static bool
+queue_fetch(EgWriter *writer, int64 execution_id)
+{
+	ScanKeyData key;
+
+	if (writer->queue_pkey_scan == NULL)
+		writer->queue_pkey_scan =
+			index_beginscan(writer->queue, open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
+							writer->snapshot, 1, 0);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
+	index_rescan(writer->queue_pkey_scan, &key, 1, NULL, 0);
+	return index_getnext_slot(writer->queue_pkey_scan, ForwardScanDirection, writer->queue_row);
+}
+
+/*
+ * After a concurrent update or delete of the queue row at *tid: false
+ * under REPEATABLE READ and SERIALIZABLE (an error, as from SQL), else
+ * locks its newest version and points *tid at it; false when it is gone.
+ */
+static bool
+queue_lock_newest(EgWriter *writer, ItemPointer tid, TM_Result result)
+{
+	TM_FailureData failure;
+
+	if (IsolationUsesXactSnapshot())
+		concurrent_update_error(result == TM_Deleted);
+	if (result == TM_Deleted)
+		return false;
+	result = table_tuple_lock(writer->queue, tid, writer->snapshot, writer->queue_row,
+							  writer->estate->es_output_cid, LockTupleExclusive, LockWaitBlock,
+							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
+	if (result == TM_Deleted)
+		return false;
+	if (result != TM_Ok)
+		elog(ERROR, "execguard: unexpected result %d locking a queue row", (int) result);
+	*tid = writer->queue_row->tts_tid;
+	return true;
+}
+
+/*
+ * Sets the queue row of an execution this call has just written: running
+ * with lease_expires_at, or pending. known_tid, when not NULL, is where the
+ * caller read the row. Held as the execution's row is, no other execguard
+ * writer changes the queue row meanwhile; should anyone else have (a DBA),
+ * its newest version is written, and a missing row is created.
+ */
+static void
+queue_set(EgWriter *writer, int64 execution_id, bool pending, TimestampTz lease_expires_at,
+		  const ItemPointerData *known_tid)
+{
+	TupleTableSlot *slot = writer->queue_update;
+	CommandId	cid = writer->estate->es_output_cid;
+	ItemPointerData tid;
+	bool		found;
+
+	if (known_tid != NULL)
+	{
+		tid = *known_tid;
+		found = true;
+	}
+	else
+	{
+		found = queue_fetch(writer, execution_id);
+		if (found)
+			tid = writer->queue_row->tts_tid;
+	}
+
+	ExecClearTuple(slot);
+	slot->tts_values[EG_QUEUE_EXECUTION_ID - 1] = Int64GetDatum(execution_id);
+	slot->tts_isnull[EG_QUEUE_EXECUTION_ID - 1] = false;
+	slot->tts_values[EG_QUEUE_LEASE_EXPIRES_AT - 1] = TimestampTzGetDatum(lease_expires_at);
+	slot->tts_isnull[EG_QUEUE_LEASE_EXPIRES_AT - 1] = pending;
+	ExecStoreVirtualTuple(slot);
+
+	while (found)
+	{
+		TM_FailureData failure;
+		LockTupleMode lockmode;
+		bool		update_indexes;
+		TM_Result	result;
+
+		result = table_tuple_update(writer->queue, &tid, slot, cid, writer->snapshot, InvalidSnapshot, true,
+									&failure, &lockmode, &update_indexes);
+		if (result == TM_Ok)
+		{
+			if (update_indexes)
+				ExecInsertIndexTuples(writer->queue_result_rel, slot, writer->estate, true, false, NULL, NIL);
+			return;
+		}
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "execguard: unexpected result %d updating a queue row", (int) result);
+		found = queue_lock_newest(writer, &tid, result);
+	}
+	table_tuple_insert(writer->queue, slot, cid, 0, NULL);
+	ExecInsertIndexTuples(writer->queue_result_rel, slot, writer->estate, false, false, NULL, NIL);
+}
+
+/* Deletes the queue row of an execution this call has just finished. */
+static void
+queue_delete(EgWriter *writer, int64 execution_id)
+{
+	ItemPointerData tid;
+
+	if (!queue_fetch(writer, execution_id))
+		return;
+	tid = writer->queue_row->tts_tid;
+	for (;;)
+	{
+		TM_FailureData failure;
+		TM_Result	result;
+
+		result = table_tuple_delete(writer->queue, &tid, writer->estate->es_output_cid, writer->snapshot,
+									InvalidSnapshot, true, &failure, false);
+		if (result == TM_Ok)
+			return;
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "execguard: unexpected result %d deleting a queue row", (int) result);
+		if (!queue_lock_newest(writer, &tid, result))
+			return;
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -347,7 +528,10 @@ eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Da
 	fill.status = CStringGetTextDatum("completed");
 	fill.result = result;
 	fill.now = GetCurrentTransactionStartTimestamp();
-	return fenced_update(writer, execution_id, fencing_token, fill_complete, &fill);
+	if (!fenced_update(writer, execution_id, fencing_token, fill_complete, &fill))
+		return false;
+	queue_delete(writer, execution_id);
+	return true;
 }
 
 typedef struct HeartbeatFill
@@ -380,7 +564,10 @@ eg_direct_heartbeat(EgWriter *writer, int64 execution_id, int64 fencing_token,
 	fill.lease_expires_at = lease_expires_at;
 	fill.owner_pid = owner_pid;
 	fill.owner_backend_start = owner_backend_start;
-	return fenced_update(writer, execution_id, fencing_token, fill_heartbeat, &fill);
+	if (!fenced_update(writer, execution_id, fencing_token, fill_heartbeat, &fill))
+		return false;
+	queue_set(writer, execution_id, false, lease_expires_at, NULL);
+	return true;
 }
 
 static bool
@@ -402,19 +589,21 @@ filter_admits(const EgKeyFilter *filter, Datum value)
 }
 
 /*
- * Rows are taken in the order of the pending index. A row that another
- * transaction holds, or that changed since the scan's snapshot (claimed,
- * cancelled, or claimed and released again), is skipped, where FOR UPDATE
- * SKIP LOCKED would lock and re-check the newest version of the last kind:
- * such a row is due and is taken by a later call.
+ * Rows are taken in the order of the queue's index of pending rows, and
+ * decided on the execution's row. A row that another transaction holds,
+ * or that changed since the scan's snapshot (claimed, cancelled, or
+ * claimed and released again), is skipped, where FOR UPDATE SKIP LOCKED
+ * would lock and re-check the newest version of the last kind: such a row
+ * is due and is taken by a later call.
  */
 uint64
 eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant,
 						const EgKeyFilter *regions, const EgKeyFilter *models, int64 after,
 						Tuplestorestate *store, TupleDesc store_desc, int64 *newest)
 {
-	Relation	pending = eg_writer_index(writer, writer->table->pending_index);
-	IndexScanDesc scan = index_beginscan(writer->rel, pending, writer->snapshot, 1, 0);
+	Relation	pending = open_index(writer->queue_result_rel, writer->table->queue_pending_index);
+	TupleTableSlot *entry = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
+	IndexScanDesc scan = index_beginscan(writer->queue, pending, writer->snapshot, 1, 0);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		running = CStringGetTextDatum("running");
 	ScanKeyData key;
@@ -422,7 +611,7 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 
 	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
 	index_rescan(scan, &key, 1, NULL, 0);
-	while (claimed < (uint64) max_claims && index_getnext_slot(scan, ForwardScanDirection, writer->row))
+	while (claimed < (uint64) max_claims && index_getnext_slot(scan, ForwardScanDirection, entry))
 	{
 		static const EgColumn claimed_columns[] = {
 			EG_COL_EXECUTION_ID, EG_COL_FENCING_TOKEN, EG_COL_ATTEMPT, EG_COL_JOB_ID,
@@ -435,7 +624,12 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 		int64		execution_id;
 
 		CHECK_FOR_INTERRUPTS();
-		if (eg_row_status(writer->row) != EG_STATUS_PENDING)
+		/* The version the snapshot sees is pending, and its execution too. */
+		slot_getattr(entry, EG_QUEUE_LEASE_EXPIRES_AT, &isnull);
+		if (!isnull)
+			continue;
+		if (!eg_writer_fetch(writer, DatumGetInt64(slot_getattr(entry, EG_QUEUE_EXECUTION_ID, &isnull))) ||
+			eg_row_status(writer->row) != EG_STATUS_PENDING)
 			continue;
 		not_before = eg_column(writer->row, EG_COL_NOT_BEFORE, &isnull);
 		if (!isnull && DatumGetTimestampTz(not_before) > now)
@@ -459,6 +653,8 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 		set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
 		if (eg_writer_update(writer, false) != EG_WRITE_DONE)
 			continue;
+		queue_set(writer, DatumGetInt64(prepared_column(writer, EG_COL_EXECUTION_ID)), false,
+				  grant->lease_expires_at, &entry->tts_tid);
 
 		for (size_t c = 0; c < lengthof(claimed_columns); c++)
 		{

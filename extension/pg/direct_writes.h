@@ -20,13 +20,23 @@
  *
  * What an UPDATE statement would also do and this does not: fire triggers,
  * apply row-level security, compute generated columns. eg_writer_begin()
- * therefore refuses (returns false) when the table has any of those, and
+ * therefore refuses (returns false) when either table has any of those
+ * (the foreign key's own triggers excepted, see below), and
  * when execguard.direct_writes is off; the caller then runs its SQL
  * statement instead, which does the same thing more slowly.
  *
  * Values written here satisfy the column domains by construction (only the
  * SQL statements' expressions are coerced to domains); the domains guard
  * every other writer.
+ *
+ * Every write of an execution's row that changes whether it is pending or
+ * running, or its lease, writes its row of execguard.queue too, after the
+ * execution's row and while holding it, as every SQL statement of
+ * claims.cpp does: so queue writers never wait for each other in an order
+ * that could deadlock, and a queue row never needs the foreign key's
+ * checks, which the writes here skip (the key column never changes, and
+ * the execution a new queue row references is held by this transaction,
+ * so it cannot be deleted before we commit).
  */
 #ifndef EXECGUARD_PG_DIRECT_WRITES_H
 #define EXECGUARD_PG_DIRECT_WRITES_H
@@ -54,6 +64,12 @@ typedef struct EgWriter
 	IndexScanDesc pkey_scan;
 	Datum	   *values;			/* update's values, filled by eg_writer_prepare */
 	bool	   *isnull;
+	/* execguard.queue, written after the execution's row (see below) */
+	Relation	queue;
+	ResultRelInfo *queue_result_rel;
+	TupleTableSlot *queue_row;	/* the queue row read or locked */
+	TupleTableSlot *queue_update;	/* the queue row to write (virtual) */
+	IndexScanDesc queue_pkey_scan;	/* lookups by execution_id, opened on first use */
 } EgWriter;
 
 typedef enum EgWriteResult
@@ -72,9 +88,6 @@ extern bool eg_writer_begin(EgWriter *writer);
 
 /* Closes what begin opened; later statements of the transaction see the writes. */
 extern void eg_writer_end(EgWriter *writer);
-
-/* One of the table's indexes, as opened for the writes (index entries). */
-extern Relation eg_writer_index(EgWriter *writer, Oid indexid);
 
 /* Reads the version of execution_id visible to the snapshot into writer->row. */
 extern bool eg_writer_fetch(EgWriter *writer, int64 execution_id);

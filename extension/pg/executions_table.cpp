@@ -25,6 +25,7 @@ extern "C"
 
 #define EG_SCHEMA "execguard"
 #define EG_TABLE "executions"
+#define EG_QUEUE "queue"
 
 static const char *const column_names[EG_NUM_COLUMNS] = {
 	"execution_id", "job_id", "model_id", "region", "question_id", "status", "attempt",
@@ -42,7 +43,8 @@ forget_on_invalidation(Datum arg, Oid relid)
 	if (!table_valid)
 		return;
 	if (relid == InvalidOid || relid == table.relid || relid == table.pkey_index ||
-		relid == table.key_index || relid == table.pending_index)
+		relid == table.key_index || relid == table.queue_relid || relid == table.queue_pkey_index ||
+		relid == table.queue_pending_index)
 		table_valid = false;
 }
 
@@ -64,7 +66,7 @@ relation_oid(Oid schema, const char *name)
  * on the table, with `columns` key columns, unique or not as required.
  */
 static Oid
-checked_index(Oid schema, const char *name, int columns, bool unique, EgColumn first_column)
+checked_index(Oid schema, Oid relid, const char *name, int columns, bool unique, AttrNumber first_column)
 {
 	Oid			indexid = relation_oid(schema, name);
 	HeapTuple	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexid));
@@ -74,12 +76,12 @@ checked_index(Oid schema, const char *name, int columns, bool unique, EgColumn f
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "execguard: cache lookup failed for index %u", indexid);
 	index = (Form_pg_index) GETSTRUCT(tuple);
-	ok = index->indrelid == table.relid && index->indnkeyatts == columns &&
-		(!unique || index->indisunique) && index->indkey.values[0] == table.attnum[first_column];
+	ok = index->indrelid == relid && index->indnkeyatts == columns && (!unique || index->indisunique) &&
+		index->indkey.values[0] == first_column;
 	ReleaseSysCache(tuple);
 	if (!ok)
 		elog(ERROR, "execguard: %s.%s is not the index execguard created on %s.%s", EG_SCHEMA, name,
-			 EG_SCHEMA, EG_TABLE);
+			 EG_SCHEMA, get_rel_name(relid));
 	return indexid;
 }
 
@@ -105,9 +107,26 @@ eg_executions_table(void)
 			elog(ERROR, "execguard: column \"%s\" of %s.%s is missing", column_names[c], EG_SCHEMA,
 				 EG_TABLE);
 	}
-	table.pkey_index = checked_index(schema, "executions_pkey", 1, true, EG_COL_EXECUTION_ID);
-	table.key_index = checked_index(schema, "executions_key", 4, true, EG_COL_JOB_ID);
-	table.pending_index = checked_index(schema, "executions_pending", 1, false, EG_COL_EXECUTION_ID);
+	table.pkey_index = checked_index(schema, table.relid, "executions_pkey", 1, true,
+									 table.attnum[EG_COL_EXECUTION_ID]);
+	table.key_index = checked_index(schema, table.relid, "executions_key", 4, true, table.attnum[EG_COL_JOB_ID]);
+
+	/* Created by the 0.4.0 upgrade script: an older schema cannot work with this library. */
+	table.queue_relid = get_relname_relid(EG_QUEUE, schema);
+	if (!OidIsValid(table.queue_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the execguard extension in this database is older than its library"),
+				 errdetail("The library needs the table %s.%s, which extension version 0.4.0 creates.", EG_SCHEMA,
+						   EG_QUEUE),
+				 errhint("Run ALTER EXTENSION execguard UPDATE.")));
+	if (get_attnum(table.queue_relid, "execution_id") != EG_QUEUE_EXECUTION_ID ||
+		get_attnum(table.queue_relid, "lease_expires_at") != EG_QUEUE_LEASE_EXPIRES_AT)
+		elog(ERROR, "execguard: %s.%s does not have the columns execguard created", EG_SCHEMA, EG_QUEUE);
+	table.queue_pkey_index = checked_index(schema, table.queue_relid, "queue_pkey", 1, true,
+										   EG_QUEUE_EXECUTION_ID);
+	table.queue_pending_index = checked_index(schema, table.queue_relid, "queue_pending", 1, false,
+											  EG_QUEUE_EXECUTION_ID);
 	table_valid = true;
 	return &table;
 }

@@ -1,9 +1,10 @@
 /*
  * extension/pg/executions_table.h
  *
- * execguard.executions as the direct-access code sees it (key_lookup.cpp,
- * direct_writes.cpp): the oids of the table and of the indexes it reads,
- * and the attribute number of every column by name. Looked up once per
+ * execguard.executions and execguard.queue as the direct-access code sees
+ * them (key_lookup.cpp, direct_writes.cpp): the oids of the tables and of
+ * the indexes it reads, and the attribute number of every column of
+ * executions by name. Looked up once per
  * backend and kept until a relcache invalidation of the table or one of
  * those indexes (ALTER TABLE, REINDEX, DROP EXTENSION) forgets them.
  */
@@ -53,11 +54,24 @@ typedef struct EgExecutionsTable
 	Oid			relid;
 	Oid			pkey_index;		/* executions_pkey (execution_id) */
 	Oid			key_index;		/* executions_key, the unique key */
-	Oid			pending_index;	/* executions_pending (execution_id) WHERE pending */
 	AttrNumber	attnum[EG_NUM_COLUMNS];
+	/* execguard.queue: (execution_id, lease_expires_at), pending and running rows */
+	Oid			queue_relid;
+	Oid			queue_pkey_index;	/* queue_pkey (execution_id) */
+	Oid			queue_pending_index;	/* queue_pending (execution_id) WHERE lease IS NULL */
 } EgExecutionsTable;
 
-/* The table's oids and columns; errors out if the extension's objects are missing. */
+/* Attribute numbers of execguard.queue, fixed by its CREATE TABLE. */
+#define EG_QUEUE_EXECUTION_ID 1
+#define EG_QUEUE_LEASE_EXPIRES_AT 2
+#define EG_QUEUE_COLUMNS 2
+
+/*
+ * The tables' oids and columns; errors out if the extension's objects are
+ * missing, or if the database's extension is older than this library
+ * (hint: ALTER EXTENSION execguard UPDATE). Every function that writes
+ * executions calls it first.
+ */
 extern const EgExecutionsTable *eg_executions_table(void);
 
 /* A column's value in a slot of the table; NOT NULL columns error out on NULL. */

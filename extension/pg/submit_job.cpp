@@ -20,6 +20,7 @@ extern "C"
 #include "utils/jsonb.h"
 
 #include "core_call.h"
+#include "executions_table.h"
 #include "spi_plans.h"
 #include "srf.h"
 #include "stats.h"
@@ -58,7 +59,8 @@ static EgStatement insert_units = {
 	"  SELECT $1 ->> 'job_id', u ->> 0, u ->> 1, u ->> 2, ($1 ->> 'max_attempts')::int, u -> 3 "
 	"    FROM pg_catalog.jsonb_array_elements($1 -> 'units') AS u "
 	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
-	"  RETURNING 1) "
+	"  RETURNING execution_id), "
+	"queued AS (INSERT INTO execguard.queue (execution_id) SELECT execution_id FROM created) "
 	"SELECT (SELECT count(*) FROM created)::int, "
 	"       pg_catalog.jsonb_array_length($1 -> 'units'), "
 	"       ($1 ->> 'duplicates_removed')::int",
@@ -82,6 +84,8 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	/* As every function that writes executions (claims.cpp, require_schema). */
+	(void) eg_executions_table();
 	rsinfo = eg_begin_srf(fcinfo);
 
 	status = eg_plan_job(eg_slice_of_cstring(eg_jsonb_to_cstring(spec)), &plan_text, &error);
