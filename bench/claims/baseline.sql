@@ -18,15 +18,26 @@ CREATE SCHEMA bench_baseline_queue;
 -- The same table as execguard.executions, generated from it so the two
 -- cannot drift apart: columns, domains, collations, defaults, constraints,
 -- and every index with its options (LIKE ... INCLUDING ALL), plus the
--- table's storage and autovacuum settings, which LIKE does not copy.
+-- table's autovacuum settings, which LIKE does not copy. And the indexes a
+-- SKIP LOCKED queue has on its own table, which execguard keeps in
+-- execguard.queue since 0.4.0: pending rows by id, running rows by lease,
+-- exactly as execguard.executions had them up to 0.3.0. Not its
+-- fillfactor: with status indexed, no update here can be HOT, and the
+-- baseline stays the table earlier benchmarks measured.
 CREATE TABLE bench_baseline_queue.executions (LIKE execguard.executions INCLUDING ALL);
 DO $$
 BEGIN
     EXECUTE format('ALTER TABLE bench_baseline_queue.executions SET (%s)',
-                   (SELECT array_to_string(reloptions, ', ')
-                      FROM pg_catalog.pg_class WHERE oid = 'execguard.executions'::regclass));
+                   (SELECT string_agg(o, ', ')
+                      FROM pg_catalog.pg_class, unnest(reloptions) AS o
+                     WHERE oid = 'execguard.executions'::regclass AND o NOT LIKE 'fillfactor=%'));
 END
 $$;
+CREATE INDEX executions_pending
+    ON bench_baseline_queue.executions (execution_id) WHERE status = 'pending';
+CREATE INDEX executions_running_lease
+    ON bench_baseline_queue.executions (lease_expires_at)
+    WHERE status = 'running' AND lease_expires_at IS NOT NULL;
 
 -- Batch forms for the one-statement batch cycle (claim_batch.sql): a
 -- function call is what puts a statement boundary between the claim and
@@ -74,20 +85,29 @@ END
 $fn$;
 
 -- Pending work for both queues: n rows with the payload submit_job would
--- write, keys unique per call (tag).
+-- write, keys unique per call (tag). execguard's rows are queued as
+-- submit_job queues them (execguard.queue).
 CREATE FUNCTION bench_baseline_queue.fill(target regclass, n int, tag text)
 RETURNS void
 LANGUAGE plpgsql
 AS $fn$
-BEGIN
-    EXECUTE format($q$
+DECLARE
+    insert_rows text := format($q$
         INSERT INTO %s (job_id, model_id, region, question_id, payload)
         SELECT 'bench-' || $1 || '-' || (g / 1000), 'llama3.2-1b', 'us-east', g::text,
                jsonb_build_object('model_id', 'llama3.2-1b', 'model_name', 'Llama 3.2 1B',
                                   'region', 'us-east', 'question_id', g::text,
                                   'prompt', 'What is the capital of France? (' || g || ')',
                                   'params', '{"temperature": 0, "max_tokens": 64}'::jsonb)
-          FROM generate_series(1, $2) AS g$q$, target)
-    USING tag, n;
+          FROM generate_series(1, $2) AS g$q$, target);
+BEGIN
+    IF target = 'execguard.executions'::regclass THEN
+        EXECUTE format($q$
+            WITH created AS (%s RETURNING execution_id)
+            INSERT INTO execguard.queue (execution_id) SELECT execution_id FROM created$q$, insert_rows)
+        USING tag, n;
+    ELSE
+        EXECUTE insert_rows USING tag, n;
+    END IF;
 END
 $fn$;

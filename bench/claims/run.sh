@@ -57,7 +57,14 @@ BASE=bench_baseline_queue.executions
 bench_cluster claims
 sql -f "$here/baseline.sql"
 
-pending() { sql -c "SELECT count(*) FROM $1 WHERE status = 'pending'"; }
+# execguard's pending rows are counted in its queue, which indexes them.
+pending() {
+    if [ "$1" = "$EG" ]; then
+        sql -c "SELECT count(*) FROM execguard.queue WHERE lease_expires_at IS NULL"
+    else
+        sql -c "SELECT count(*) FROM $1 WHERE status = 'pending'"
+    fi
+}
 completed() { sql -c "SELECT count(*) FROM $1 WHERE status = 'completed'"; }
 
 top_up() {
@@ -68,12 +75,13 @@ top_up() {
         if [ "$n" -lt "$QUEUE_DEPTH" ]; then
             sql -c "SELECT bench_baseline_queue.fill('$table', $((QUEUE_DEPTH - n)), '$tag')" >/dev/null
             sql -c "ANALYZE $table"
+            if [ "$table" = "$EG" ]; then sql -c "ANALYZE execguard.queue"; fi
         fi
     done
 }
 
 fresh() {
-    sql -c "TRUNCATE $EG, $BASE" -c "SELECT execguard.stats_reset()" >/dev/null
+    sql -c "TRUNCATE execguard.queue, $EG, $BASE" -c "SELECT execguard.stats_reset()" >/dev/null
 }
 
 # run_side MODE TABLE SCRIPT BATCH [CLIENTS]: executions/s of one run.

@@ -105,7 +105,7 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 	"INSERT INTO execguard.queue AS q (execution_id) " SELECT " " \
 	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = NULL"
 #define DEQUEUE(CTE) \
-	"DELETE FROM execguard.queue AS q USING " CTE " AS f WHERE q.execution_id = f.execution_id"
+	"DELETE FROM execguard.queue AS q WHERE q.execution_id = ANY (ARRAY(SELECT execution_id FROM " CTE "))"
 
 /* Optional worker filters of claim_next: $4 regions, $5 models. */
 #define CLAIM_FILTERS(E) \
@@ -524,10 +524,13 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 
 /* Owners of running claims, to check for dead ones. */
 static EgStatement running_owners = {
-	"SELECT DISTINCT e.owner_pid, e.owner_backend_start "
-	"  FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id "
-	" WHERE q.lease_expires_at > '-infinity' "
-	"   AND e.status = 'running' AND e.owner_pid IS NOT NULL AND e.lease_expires_at > '-infinity'",
+	"SELECT DISTINCT o.owner_pid, o.owner_backend_start "
+	"  FROM execguard.queue AS q, "
+	"       LATERAL (SELECT e.owner_pid, e.owner_backend_start FROM execguard.executions AS e "
+	"                 WHERE e.execution_id = q.execution_id AND e.status = 'running' "
+	"                   AND e.owner_pid IS NOT NULL AND e.lease_expires_at > '-infinity' "
+	"                OFFSET 0) AS o "
+	" WHERE q.lease_expires_at > '-infinity'",
 	0, {InvalidOid}, NULL
 };
 
@@ -535,8 +538,8 @@ static EgStatement running_owners = {
 static EgStatement mark_owner_gone = {
 	"WITH marked AS ("
 	"  UPDATE execguard.executions AS e SET lease_expires_at = '-infinity' "
-	"    FROM execguard.queue AS q "
-	"   WHERE e.execution_id = q.execution_id AND q.lease_expires_at > '-infinity' "
+	"   WHERE e.execution_id = ANY (ARRAY(SELECT q.execution_id FROM execguard.queue AS q "
+	"                                      WHERE q.lease_expires_at > '-infinity')) "
 	"     AND e.status = 'running' AND e.owner_pid = $1 AND e.owner_backend_start = $2 "
 	"     AND e.lease_expires_at > '-infinity' "
 	"  RETURNING e.execution_id, e.lease_expires_at) "
@@ -558,16 +561,18 @@ static EgStatement mark_owner_gone = {
  * and what the row is (ROW_*), with one marker row per exhausted execution.
  *
  * Candidates are found through execguard.queue (its partial indexes on
- * pending rows by id and running rows by lease) and decided on the
- * execution's row, which FOR UPDATE OF e SKIP LOCKED locks and re-checks
- * on its newest version. The updates find those rows through
- * "execution_id = ANY (ARRAY(...))" rather than a join: the statement is
- * prepared once and runs with a generic plan, which cannot know $2 and
- * assumes a LIMIT of 10% of the table; a join then turns into a hash join
- * over a sequential scan of every execution, completed ones included. The
- * array gives the planner an index condition whatever the estimate. The
- * three updates touch disjoint rows (by status and attempt), as
- * data-modifying CTEs must.
+ * pending rows by id and running rows by lease), in index order, and each
+ * is decided on the execution's row by a scalar subquery that locks it
+ * (FOR UPDATE SKIP LOCKED, re-checked on the newest version) if it
+ * qualifies: one primary key probe per candidate, and the scan stops at
+ * the LIMIT. Never a join: the statement is prepared once and runs with a
+ * generic plan, which cannot know $2 and assumes a LIMIT of 10% of the
+ * table, and a join then turns into a hash join over a sequential scan of
+ * every execution, completed ones included. For the same reason the
+ * updates find their rows through "execution_id = ANY (ARRAY(...))", which
+ * gives the planner an index condition whatever the estimate. The three
+ * updates touch disjoint rows (by status and attempt), as data-modifying
+ * CTEs must.
  */
 #define ROW_RESCUED 1
 #define ROW_CLAIMED 2
@@ -575,18 +580,26 @@ static EgStatement mark_owner_gone = {
 #define CS_(x) #x
 #define CS(x) CS_(x)
 
-/* Expired running rows, as "FROM ... WHERE ..." over queue q and executions e. */
-#define EXPIRED_ROWS \
-	"FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id " \
+/*
+ * "FROM ... WHERE ..." of the queue rows whose execution is running with an
+ * expired lease and meets COND, locked unless another transaction holds it.
+ */
+#define EXPIRED_ROWS(COND) \
+	"FROM execguard.queue AS q " \
 	"WHERE q.lease_expires_at < pg_catalog.now() " \
-	"  AND e.status = 'running' AND e.lease_expires_at < pg_catalog.now() "
+	"  AND (SELECT true FROM execguard.executions AS e " \
+	"        WHERE e.execution_id = q.execution_id AND e.status = 'running' " \
+	"          AND e.lease_expires_at < pg_catalog.now() " COND \
+	"          FOR UPDATE OF e SKIP LOCKED) "
 
-/* Due pending rows after id $8 (or any), the same over queue q and executions e. */
+/* The same for due pending rows meeting claim_next's filters. */
 #define DUE_PENDING_ROWS(AFTER) \
-	"FROM execguard.queue AS q JOIN execguard.executions AS e ON e.execution_id = q.execution_id " \
+	"FROM execguard.queue AS q " \
 	"WHERE q.lease_expires_at IS NULL " AFTER \
-	"  AND e.status = 'pending' AND (e.not_before IS NULL OR e.not_before <= pg_catalog.now()) " \
-	CLAIM_FILTERS("e")
+	"  AND (SELECT true FROM execguard.executions AS e " \
+	"        WHERE e.execution_id = q.execution_id AND e.status = 'pending' " \
+	"          AND (e.not_before IS NULL OR e.not_before <= pg_catalog.now()) " CLAIM_FILTERS("e") \
+	"          FOR UPDATE OF e SKIP LOCKED) "
 
 static EgStatement claim_next_statement = {
 	"WITH exhausted AS ("
@@ -594,13 +607,12 @@ static EgStatement claim_next_statement = {
 	"         error = 'lease lost on the last allowed attempt', "
 	"         owner_pid = NULL, owner_backend_start = NULL "
 	"   WHERE execution_id = ANY (ARRAY("
-	"           SELECT e.execution_id " EXPIRED_ROWS
-	"              AND e.attempt >= e.max_attempts FOR UPDATE OF e SKIP LOCKED)) "
+	"           SELECT q.execution_id " EXPIRED_ROWS("AND e.attempt >= e.max_attempts") ")) "
 	"  RETURNING execution_id), "
 	"expired AS MATERIALIZED ("
-	"  SELECT e.execution_id, e.lease_expires_at = '-infinity' AS owner_gone " EXPIRED_ROWS
-	"     AND e.attempt < e.max_attempts " CLAIM_FILTERS("e")
-	"   ORDER BY q.lease_expires_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED), "
+	"  SELECT q.execution_id, q.lease_expires_at = '-infinity' AS owner_gone "
+	EXPIRED_ROWS("AND e.attempt < e.max_attempts " CLAIM_FILTERS("e"))
+	"   ORDER BY q.lease_expires_at LIMIT $2), "
 	"rescued AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"    FROM expired AS x "
@@ -610,9 +622,8 @@ static EgStatement claim_next_statement = {
 	"pending AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"   WHERE e.execution_id = ANY (ARRAY("
-	"           SELECT e.execution_id " DUE_PENDING_ROWS("")
-	"            ORDER BY q.execution_id "
-	"            LIMIT greatest($2 - (SELECT count(*) FROM rescued), 0) FOR UPDATE OF e SKIP LOCKED)) "
+	"           SELECT q.execution_id " DUE_PENDING_ROWS("")
+	"            ORDER BY q.execution_id LIMIT greatest($2 - (SELECT count(*) FROM rescued), 0))) "
 	"     AND e.status = 'pending' "
 	"  RETURNING " CLAIMED_COLUMNS ", e.lease_expires_at), "
 	"queued AS (" QUEUE_AS_RUNNING("(SELECT execution_id, lease_expires_at FROM rescued "
@@ -635,8 +646,8 @@ static EgStatement claim_pending_statement = {
 	"WITH pending AS ("
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$1", "$6", "$7", "$3")
 	"   WHERE e.execution_id = ANY (ARRAY("
-	"           SELECT e.execution_id " DUE_PENDING_ROWS("AND q.execution_id > $8 ")
-	"            ORDER BY q.execution_id LIMIT $2 FOR UPDATE OF e SKIP LOCKED)) "
+	"           SELECT q.execution_id " DUE_PENDING_ROWS("AND q.execution_id > $8 ")
+	"            ORDER BY q.execution_id LIMIT $2)) "
 	"     AND e.status = 'pending' "
 	"  RETURNING " CLAIMED_COLUMNS ", e.lease_expires_at), "
 	"queued AS (" QUEUE_AS_RUNNING("pending") ") "
@@ -960,7 +971,7 @@ static EgStatement fail_statement = {
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
 	"  RETURNING e.execution_id, e.status), "
 	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM written WHERE status = 'pending'") "), "
-	"dequeued AS (" DEQUEUE("(SELECT execution_id FROM written WHERE status <> 'pending')") ") "
+	"dequeued AS (" DEQUEUE("written WHERE status <> 'pending'") ") "
 	"SELECT status FROM written",
 	5, {INT8OID, INT8OID, TEXTOID, BOOLOID, INTERVALOID}, NULL
 };

@@ -173,23 +173,27 @@ def test_a_dropped_keepalive_connection_never_makes_libcurl_resend_the_request(d
 
 
 @pytest.fixture
-def database_at_0_2_0(cluster, db):
-    """A database of the same cluster whose extension was never updated past
-    0.2.0 (no execution_state), as a runner upgraded first meets it."""
-    name = "eg_e2e_0_2_0_%s" % uuid.uuid4().hex[:8]
+def database_without_execution_state(cluster, db):
+    """A database of the same cluster whose extension lacks execution_state,
+    as the 0.2.0 extension does, which a runner upgraded first meets. The
+    server's library works only with its own schema version, so the old
+    version is stood in for by the current one with the function dropped."""
+    name = "eg_e2e_no_state_%s" % uuid.uuid4().hex[:8]
     db.query("CREATE DATABASE %s" % name)
     conn = psycopg2.connect(dbname=name)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("CREATE EXTENSION execguard VERSION '0.2.0'")
+        cur.execute("CREATE EXTENSION execguard")
+        cur.execute("ALTER EXTENSION execguard DROP FUNCTION execguard.execution_state(bigint, bigint)")
+        cur.execute("DROP FUNCTION execguard.execution_state(bigint, bigint)")
     yield name, conn
     conn.close()
     db.query("DROP DATABASE %s WITH (FORCE)" % name)
 
 
-def test_runner_against_extension_0_2_0_stops_a_cancelled_call_as_a_lost_lease_and_carries_on(
-        db, fake, start_runner, database_at_0_2_0, job_id, region_prefix):
-    name, conn = database_at_0_2_0
+def test_runner_without_execution_state_stops_a_cancelled_call_as_a_lost_lease_and_carries_on(
+        db, fake, start_runner, database_without_execution_state, job_id, region_prefix):
+    name, conn = database_without_execution_state
     region = region_prefix + "-us-east"
     fake.control(region=region, mode="hang", count=1)
     # Pooler mode (no LISTEN), so only the heartbeat can tell it to stop.
