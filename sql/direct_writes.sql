@@ -100,6 +100,30 @@ DROP TRIGGER dw_audit ON execguard.executions;
 SELECT question_id FROM execguard.claim_next('w3', 1);
 SELECT count(*) AS audited_after_drop FROM pg_temp.dw_audit;
 
+-- The same for a trigger on execguard.queue, which every claim, heartbeat
+-- and completion writes too. (The foreign key's own triggers on both
+-- tables do not send the writes to SQL: they do nothing for them.)
+CREATE TABLE pg_temp.dw_queue_audit (op text, execution_id bigint, running boolean);
+CREATE FUNCTION pg_temp.dw_queue_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO pg_temp.dw_queue_audit VALUES (TG_OP, OLD.execution_id, NULL);
+    ELSE
+        INSERT INTO pg_temp.dw_queue_audit VALUES (TG_OP, NEW.execution_id, NEW.lease_expires_at IS NOT NULL);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER dw_queue_audit AFTER UPDATE OR DELETE ON execguard.queue
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.dw_queue_audit_row();
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "dw-queue-trigger", "models": ["m"], "regions": ["r"], "questions": ["q1"]}');
+SELECT execution_id AS u_id, fencing_token AS u_token FROM execguard.claim_next('w4', 1) \gset
+SELECT execguard.heartbeat(:u_id, :u_token) AS held,
+       execguard.complete_execution(:u_id, :u_token, '{"answer": 5}') AS accepted;
+SELECT op, execution_id = :u_id AS this_execution, running FROM pg_temp.dw_queue_audit ORDER BY ctid;
+DROP TRIGGER dw_queue_audit ON execguard.queue;
+
 SELECT job_id, question_id, status, fencing_token, attempt FROM execguard.executions ORDER BY execution_id;
 
 -- execguard.queue holds exactly the pending and running executions, each
