@@ -10,7 +10,7 @@
  * predicates decide every transition. No advisory locks: all of it works
  * behind a transaction-mode pooler.
  *
- * The hot paths (claim_next between rescue passes, complete_execution(s),
+ * The hot paths (claim_next's scans of pending rows, complete_execution(s),
  * heartbeat) make the same decision without planning a statement, through
  * direct_writes.h; the statements below remain their definition, and run
  * instead whenever the direct writes do not apply.
