@@ -98,6 +98,9 @@ read -r rows done_rows first_grant own_result <<<"$(sql "
 [ "$done_rows" -eq "$ROWS" ] || fail "$done_rows of $ROWS rows completed"
 [ "$first_grant" -eq "$ROWS" ] || fail "$((ROWS - first_grant)) rows were granted more than once"
 [ "$own_result" -eq "$ROWS" ] || fail "$((ROWS - own_result)) results were stored by another client than the grantee"
+queued=$(sql "SELECT count(*) FROM execguard.queue AS q JOIN execguard.executions AS e USING (execution_id)
+              WHERE e.job_id = '$job'")
+[ "$queued" -eq 0 ] || fail "$queued completed executions still in execguard.queue"
 
 read -r c_claimed c_reclaimed c_stale c_done <<<"$(sql "
     SELECT claims_claimed, claims_reclaimed, stale_writes_rejected, executions_completed

@@ -79,6 +79,9 @@ read -r rows done_rows first_grant distinct_q <<<"$(sql "
 [ "$distinct_q" -eq "$KEYS" ] || fail "$distinct_q distinct keys in the table"
 [ "$done_rows" -eq "$KEYS" ] || fail "$done_rows of $KEYS rows completed"
 [ "$first_grant" -eq "$KEYS" ] || fail "$((KEYS - first_grant)) rows were granted more than once"
+queued=$(sql "SELECT count(*) FROM execguard.queue AS q JOIN execguard.executions AS e USING (execution_id)
+              WHERE e.job_id = '$job'")
+[ "$queued" -eq 0 ] || fail "$queued completed executions still in execguard.queue"
 
 read -r c_claimed c_reclaimed c_running c_completed c_other c_stale c_done c_dup <<<"$(sql "
     SELECT claims_claimed, claims_reclaimed, claims_running, claims_completed,
