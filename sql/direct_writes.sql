@@ -79,7 +79,21 @@ SELECT model_id, region, question_id FROM execguard.claim_next('forbidden', 1);
 SELECT model_id, region, question_id FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
 
 -- A trigger on the table: claims, completions and heartbeats run as SQL
--- statements, so the trigger sees every one of them.
+-- statements, so the trigger sees every one of them. pg_temp.work_one
+-- submits a job, claims one of its executions, heartbeats and completes it.
+CREATE FUNCTION pg_temp.work_one(job text, questions jsonb, worker text,
+                                 OUT execution_id bigint, OUT held boolean, OUT accepted boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    token bigint;
+BEGIN
+    PERFORM execguard.submit_job(jsonb_build_object('id', job, 'models', '["m"]'::jsonb,
+                                                    'regions', '["r"]'::jsonb, 'questions', questions));
+    SELECT c.execution_id, c.fencing_token INTO execution_id, token FROM execguard.claim_next(worker, 1) AS c;
+    held := execguard.heartbeat(execution_id, token);
+    accepted := execguard.complete_execution(execution_id, token, '{"answer": 4}');
+END
+$$;
 CREATE TABLE pg_temp.dw_audit (execution_id bigint, old_status text, new_status text);
 CREATE FUNCTION pg_temp.dw_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -89,11 +103,7 @@ END
 $$;
 CREATE TRIGGER dw_audit AFTER UPDATE ON execguard.executions
     FOR EACH ROW EXECUTE FUNCTION pg_temp.dw_audit_row();
-SELECT executions_created FROM execguard.submit_job(
-    '{"id": "dw-trigger", "models": ["m"], "regions": ["r"], "questions": ["q1", "q2"]}');
-SELECT execution_id AS t_id, fencing_token AS t_token FROM execguard.claim_next('w3', 1) \gset
-SELECT execguard.heartbeat(:t_id, :t_token) AS held,
-       execguard.complete_execution(:t_id, :t_token, '{"answer": 4}') AS accepted;
+SELECT held, accepted FROM pg_temp.work_one('dw-trigger', '["q1", "q2"]', 'w3');
 SELECT e.job_id, e.question_id, a.old_status, a.new_status
   FROM pg_temp.dw_audit AS a JOIN execguard.executions AS e USING (execution_id) ORDER BY a.ctid;
 DROP TRIGGER dw_audit ON execguard.executions;
@@ -116,11 +126,8 @@ END
 $$;
 CREATE TRIGGER dw_queue_audit AFTER UPDATE OR DELETE ON execguard.queue
     FOR EACH ROW EXECUTE FUNCTION pg_temp.dw_queue_audit_row();
-SELECT executions_created FROM execguard.submit_job(
-    '{"id": "dw-queue-trigger", "models": ["m"], "regions": ["r"], "questions": ["q1"]}');
-SELECT execution_id AS u_id, fencing_token AS u_token FROM execguard.claim_next('w4', 1) \gset
-SELECT execguard.heartbeat(:u_id, :u_token) AS held,
-       execguard.complete_execution(:u_id, :u_token, '{"answer": 5}') AS accepted;
+SELECT execution_id AS u_id, held, accepted FROM pg_temp.work_one('dw-queue-trigger', '["q1"]', 'w4') \gset
+SELECT :'held' AS held, :'accepted' AS accepted;
 SELECT op, execution_id = :u_id AS this_execution, running FROM pg_temp.dw_queue_audit ORDER BY ctid;
 DROP TRIGGER dw_queue_audit ON execguard.queue;
 
