@@ -157,9 +157,4 @@ SELECT * FROM execguard.claim_next(repeat('w', 201));
 SELECT * FROM execguard.claim_next('w', 1, track_owner => NULL);
 \echo :LAST_ERROR_SQLSTATE
 
--- execguard.queue holds exactly the pending and running executions, each
--- running one with its lease: every write above kept it in step.
-SELECT count(*) AS queue_mismatches
-  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
- WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
-    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;
+\i sql/include/queue_in_step.sql

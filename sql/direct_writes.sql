@@ -133,9 +133,4 @@ DROP TRIGGER dw_queue_audit ON execguard.queue;
 
 SELECT job_id, question_id, status, fencing_token, attempt FROM execguard.executions ORDER BY execution_id;
 
--- execguard.queue holds exactly the pending and running executions, each
--- running one with its lease: every write above kept it in step.
-SELECT count(*) AS queue_mismatches
-  FROM execguard.executions AS e FULL JOIN execguard.queue AS q USING (execution_id)
- WHERE (e.status IN ('pending', 'running')) IS DISTINCT FROM (q.execution_id IS NOT NULL)
-    OR q.lease_expires_at IS DISTINCT FROM CASE WHEN e.status = 'running' THEN e.lease_expires_at END;
+\i sql/include/queue_in_step.sql
