@@ -1,8 +1,9 @@
 --
--- direct_writes: claim_next's scan of pending rows, complete_execution(s)
--- and heartbeat write execguard.executions through the table access method
--- (execguard.direct_writes, on by default). What an UPDATE statement would
--- enforce still holds: constraints a DBA adds are checked, and a table
+-- direct_writes: claim_next's scan of pending rows, claim_execution's new
+-- keys, complete_execution(s) and heartbeat write execguard.executions
+-- through the table access method (execguard.direct_writes, on by
+-- default). What an UPDATE or INSERT statement would enforce still holds:
+-- constraints a DBA adds are checked, defaults are applied, and a table
 -- with triggers takes the SQL path, so the triggers fire. (The whole suite
 -- also runs with the setting off.)
 -- Job ids start with 'dw-'.
@@ -55,6 +56,7 @@ ALTER TABLE execguard.executions
     ADD CONSTRAINT dw_result_has_answer CHECK (result IS NULL OR result ? 'answer') NOT VALID;
 \set VERBOSITY terse
 SELECT question_id FROM execguard.claim_next('forbidden', 1);
+SELECT outcome FROM execguard.claim_execution('dw-refused', 'm', 'r', 'q', 'forbidden');
 SELECT execution_id AS c_id, fencing_token AS c_token FROM execguard.claim_next('w2', 1) \gset
 SELECT execguard.complete_execution(:c_id, :c_token, '{"no": "answer"}');
 \set VERBOSITY default
@@ -75,8 +77,40 @@ BEGIN
 END
 $$;
 ALTER TABLE execguard.executions DROP CONSTRAINT dw_no_forbidden_worker, DROP CONSTRAINT dw_result_has_answer;
+SELECT count(*) AS refused_rows FROM execguard.executions WHERE job_id = 'dw-refused';
 SELECT model_id, region, question_id FROM execguard.claim_next('forbidden', 1);
 SELECT model_id, region, question_id FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
+
+-- claim_execution creates a key never seen as an INSERT would: the
+-- columns it leaves out take their defaults, as they are now (a changed
+-- default, a DBA's column, a dropped column), and both paths write the
+-- same row and the same queue row. 'before' plans the defaults.
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'before', 'w5');
+ALTER TABLE execguard.executions ALTER COLUMN payload SET DEFAULT '{"from": "default"}',
+    ADD COLUMN dw_note text DEFAULT 'noted';
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'direct', 'w5');
+SET LOCAL execguard.direct_writes = off;
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'sql', 'w5');
+SELECT question_id, status, attempt, max_attempts, fencing_token, worker, owner_pid = pg_backend_pid() AS owner_is_me,
+       lease_expires_at = now() + interval '60 seconds' AS leased, started_at = now() AS started,
+       created_at = now() AS created, payload, dw_note, not_before, result, error, finished_at
+  FROM execguard.executions WHERE job_id = 'dw-new' AND question_id <> 'before' ORDER BY question_id;
+COMMIT;
+ALTER TABLE execguard.executions ALTER COLUMN payload SET DEFAULT '{}', DROP COLUMN dw_note;
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'after', 'w5');
+SELECT e.question_id, e.payload, q.lease_expires_at = e.lease_expires_at AS queued_running
+  FROM execguard.executions AS e LEFT JOIN execguard.queue AS q USING (execution_id)
+ WHERE e.job_id = 'dw-new' ORDER BY e.execution_id;
+-- A key of a submitted job takes the job's max_attempts; once the job is
+-- cancelled, a new key is refused and not written.
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "dw-job", "models": ["m"], "regions": ["r"], "questions": ["listed"], "max_attempts": 5}');
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-job', 'm', 'r', 'unlisted', 'w5');
+SELECT execguard.cancel_job('dw-job') AS cancelled;
+SELECT outcome, execution_id IS NULL AS no_row FROM execguard.claim_execution('dw-job', 'm', 'r', 'late', 'w5');
+SELECT question_id, status, max_attempts FROM execguard.executions WHERE job_id = 'dw-job' ORDER BY question_id;
 
 -- A trigger on the table: claims, completions and heartbeats run as SQL
 -- statements, so the trigger sees every one of them. pg_temp.work_one

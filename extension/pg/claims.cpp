@@ -245,7 +245,9 @@ owner_values(bool track_owner, Datum *pid, Datum *started, char *pid_null, char 
  * A key never submitted is created running, unless its job was cancelled.
  * FOR SHARE on the job row makes this wait for a concurrent cancel_job,
  * which locks that row before it cancels the job's executions (in a later
- * statement, so with a snapshot that sees this row once we commit).
+ * statement, so with a snapshot that sees this row once we commit). The
+ * twin of eg_direct_insert_key, which runs instead unless direct writes
+ * are off or do not apply (direct_writes.h).
  */
 static EgStatement insert_key = {
 	"WITH job AS (SELECT max_attempts, cancelled_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE), "
@@ -316,6 +318,15 @@ typedef struct ClaimResult
 	int32		attempt;
 } ClaimResult;
 
+/* When a lease granted now ends: now(), the transaction's start, plus lease. */
+static TimestampTz
+lease_end(Datum lease)
+{
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
+												   lease));
+}
+
 /* SPI is connected for the first statement a claim needs: most need none. */
 static void
 connect_spi(bool *connected)
@@ -325,6 +336,86 @@ connect_spi(bool *connected)
 		SPI_connect();
 		*connected = true;
 	}
+}
+
+static void
+claimed_new(ClaimResult *out, int64 execution_id, int64 fencing_token, int32 attempt)
+{
+	out->outcome = "claimed";
+	out->has_row = true;
+	out->granted = true;
+	out->execution_id = execution_id;
+	out->fencing_token = fencing_token;
+	out->attempt = attempt;
+	eg_count(EG_CLAIMS_CLAIMED, 1);
+}
+
+static void
+cancelled_new(ClaimResult *out)
+{
+	out->outcome = "cancelled";
+	eg_count(EG_CLAIMS_CANCELLED, 1);
+}
+
+/*
+ * Creates a key never seen, running for this claim, unless its job is
+ * cancelled: by direct writes (eg_direct_insert_key), or by insert_key
+ * where they do not apply. False when another transaction created the key
+ * first; else *out holds the outcome, counted.
+ */
+static bool
+create_key(Datum *key, Datum worker, bool worker_null, Datum owner_pid, Datum owner_start, char pid_null,
+		   char start_null, Datum lease, ClaimResult *out, bool *spi)
+{
+	EgWriter	writer;
+
+	if (eg_writer_begin(&writer))
+	{
+		EgGrant		grant;
+		EgInsertResult result;
+		int64		execution_id;
+
+		grant.worker = worker;
+		grant.worker_null = worker_null;
+		grant.owner_pid = owner_pid;
+		grant.owner_backend_start = owner_start;
+		grant.owner_null = pid_null == 'n';
+		grant.lease_expires_at = lease_end(lease);
+		result = eg_direct_insert_key(&writer, key, &grant, &execution_id);
+		eg_writer_end(&writer);
+		switch (result)
+		{
+			case EG_INSERT_DONE:
+				claimed_new(out, execution_id, 1, 1);
+				return true;
+			case EG_INSERT_EXISTS:
+				return false;
+			case EG_INSERT_JOB_CANCELLED:
+				cancelled_new(out);
+				return true;
+			case EG_INSERT_USE_SQL:
+				break;
+		}
+	}
+
+	{
+		Datum		values[8] = {key[0], key[1], key[2], key[3], worker, owner_pid, owner_start, lease};
+		char		nulls[9] = {' ', ' ', ' ', ' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
+
+		connect_spi(spi);
+		if (eg_execute(&insert_key, values, nulls, 0) == 1)
+		{
+			claimed_new(out, DatumGetInt64(eg_result_not_null(0, 1)), DatumGetInt64(eg_result_not_null(0, 2)),
+						DatumGetInt32(eg_result_not_null(0, 3)));
+			return true;
+		}
+		if (eg_execute(&job_cancelled, key, NULL, 0) > 0)
+		{
+			cancelled_new(out);
+			return true;
+		}
+	}
+	return false;
 }
 
 /*
@@ -352,27 +443,9 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 
 		if (!eg_lookup_key(key, &row))
 		{
-			Datum		values[8] = {key[0], key[1], key[2], key[3], worker, owner_pid, owner_start, lease};
-			char		nulls[9] = {' ', ' ', ' ', ' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
-
-			connect_spi(spi);
-			if (eg_execute(&insert_key, values, nulls, 0) == 1)
-			{
-				out->outcome = "claimed";
-				out->has_row = true;
-				out->granted = true;
-				out->execution_id = DatumGetInt64(eg_result_not_null(0, 1));
-				out->fencing_token = DatumGetInt64(eg_result_not_null(0, 2));
-				out->attempt = DatumGetInt32(eg_result_not_null(0, 3));
-				eg_count(EG_CLAIMS_CLAIMED, 1);
+			if (create_key(key, worker, worker_null, owner_pid, owner_start, pid_null, start_null, lease, out,
+						   spi))
 				return;
-			}
-			if (eg_execute(&job_cancelled, key, NULL, 0) > 0)
-			{
-				out->outcome = "cancelled";
-				eg_count(EG_CLAIMS_CANCELLED, 1);
-				return;
-			}
 			/* Another session created the key first: decide on its row. */
 			continue;
 		}
@@ -823,9 +896,7 @@ claim_pending_rows(ReturnSetInfo *rsinfo, Datum *values, char *nulls, int32 max_
 		grant.owner_pid = values[5];
 		grant.owner_backend_start = values[6];
 		grant.owner_null = nulls[5] == 'n';
-		grant.lease_expires_at = DatumGetTimestampTz(
-			DirectFunctionCall2(timestamptz_pl_interval,
-								TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), values[2]));
+		grant.lease_expires_at = lease_end(values[2]);
 		key_filter(values[3], nulls[3] == 'n', &regions);
 		key_filter(values[4], nulls[4] == 'n', &models);
 		counts->claimed += eg_direct_claim_pending(&writer, max_claims, &grant, &regions, &models, after,

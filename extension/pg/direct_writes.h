@@ -2,7 +2,8 @@
  * extension/pg/direct_writes.h
  *
  * The hot writes to execguard.executions (claim_next's scan of pending rows,
- * complete_execution(s), heartbeat) through the table access method and the
+ * claim_execution's creation of a new key, complete_execution(s),
+ * heartbeat) through the table access method and the
  * executor's index and constraint routines, without an SQL statement: no
  * plan to start and end, no second lookup of each row, no result set to
  * copy. The rules are the ones an UPDATE follows under READ COMMITTED:
@@ -16,7 +17,10 @@
  *   - the table's constraints are checked (ExecConstraints), the new version
  *     gets its index entries unless the update was HOT, and REPEATABLE READ
  *     and SERIALIZABLE callers get a serialization failure on a concurrent
- *     update, as from SQL.
+ *     update, as from SQL;
+ *   - a new key is inserted as INSERT ... ON CONFLICT DO NOTHING inserts it
+ *     (ExecInsert's speculative insertion, arbitrated by executions_key),
+ *     the columns it leaves out taking their defaults.
  *
  * What an UPDATE statement would also do and this does not: fire triggers,
  * apply row-level security, compute generated columns. eg_writer_begin()
@@ -144,6 +148,26 @@ extern uint64 eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const 
 									  const EgKeyFilter *regions, const EgKeyFilter *models,
 									  int64 after, Tuplestorestate *store, TupleDesc store_desc,
 									  int64 *newest);
+
+typedef enum EgInsertResult
+{
+	EG_INSERT_DONE,				/* the key is created running */
+	EG_INSERT_EXISTS,			/* another transaction created the key first */
+	EG_INSERT_JOB_CANCELLED,	/* the key's job is cancelled: nothing written */
+	EG_INSERT_USE_SQL			/* execguard.jobs has row-level security: nothing done */
+} EgInsertResult;
+
+/*
+ * insert_key: creates the key running with attempt 1 and fencing token 1,
+ * granted as *grant says, unless it exists or its job is cancelled; the
+ * job's row, when there is one, is locked FOR SHARE first and gives
+ * max_attempts (3 without a job). Like INSERT ... ON CONFLICT DO NOTHING it
+ * waits for a transaction that is inserting the same key, and under
+ * REPEATABLE READ and SERIALIZABLE a key committed since the transaction's
+ * snapshot is a serialization failure. *execution_id is the new row's id.
+ */
+extern EgInsertResult eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant,
+										   int64 *execution_id);
 
 /* complete_statement: true when the row was running with this token. */
 extern bool eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Datum result);

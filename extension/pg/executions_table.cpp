@@ -14,6 +14,7 @@ extern "C"
 #include "executor/tuptable.h"
 #include "executor/executor.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/inval.h"
@@ -37,14 +38,25 @@ static EgExecutionsTable table;
 static bool table_valid = false;
 static bool callback_registered = false;
 
+/* Planned column defaults (eg_table_defaults); -1: nothing cached. */
+static MemoryContext defaults_context = NULL;
+static Expr **defaults_planned = NULL;
+static int	defaults_natts = -1;
+
+/*
+ * Any change to a column's default or identity updates the column's
+ * pg_attribute row, which invalidates the table's relcache entry.
+ */
 static void
 forget_on_invalidation(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == table.relid)
+		defaults_natts = -1;
 	if (!table_valid)
 		return;
 	if (relid == InvalidOid || relid == table.relid || relid == table.pkey_index ||
 		relid == table.key_index || relid == table.queue_relid || relid == table.queue_pkey_index ||
-		relid == table.queue_pending_index)
+		relid == table.queue_pending_index || relid == table.jobs_relid || relid == table.jobs_pkey_index)
 		table_valid = false;
 }
 
@@ -127,6 +139,16 @@ eg_executions_table(void)
 										   EG_QUEUE_EXECUTION_ID);
 	table.queue_pending_index = checked_index(schema, table.queue_relid, "queue_pending", 1, false,
 											  EG_QUEUE_EXECUTION_ID);
+
+	table.jobs_relid = relation_oid(schema, "jobs");
+	table.jobs_job_id = get_attnum(table.jobs_relid, "job_id");
+	table.jobs_max_attempts = get_attnum(table.jobs_relid, "max_attempts");
+	table.jobs_cancelled_at = get_attnum(table.jobs_relid, "cancelled_at");
+	if (table.jobs_job_id == InvalidAttrNumber || table.jobs_max_attempts == InvalidAttrNumber ||
+		table.jobs_cancelled_at == InvalidAttrNumber)
+		elog(ERROR, "execguard: %s.jobs does not have the columns execguard created", EG_SCHEMA);
+	table.jobs_pkey_index = checked_index(schema, table.jobs_relid, "jobs_pkey", 1, true, table.jobs_job_id);
+	defaults_natts = -1;
 	table_valid = true;
 	return &table;
 }
@@ -220,6 +242,43 @@ eg_table_checks(Relation rel, EState *estate)
 	states = (ExprState **) palloc(sizeof(ExprState *) * (checks_count + 1));
 	for (int i = 0; i < checks_count; i++)
 		states[i] = ExecInitExpr(checks_planned[i], NULL);
+	MemoryContextSwitchTo(old);
+	return states;
+}
+
+ExprState **
+eg_table_defaults(Relation rel, EState *estate)
+{
+	int			natts = RelationGetDescr(rel)->natts;
+	ExprState **states;
+	MemoryContext old;
+
+	if (defaults_natts != natts)
+	{
+		if (defaults_context == NULL)
+			defaults_context = AllocSetContextCreate(CacheMemoryContext, "execguard column defaults",
+													 ALLOCSET_SMALL_SIZES);
+		defaults_natts = -1;
+		MemoryContextReset(defaults_context);
+		old = MemoryContextSwitchTo(defaults_context);
+		defaults_planned = (Expr **) palloc0(sizeof(Expr *) * natts);
+		for (int i = 0; i < natts; i++)
+		{
+			Node	   *expr = TupleDescAttr(RelationGetDescr(rel), i)->attisdropped ? NULL :
+				build_column_default(rel, i + 1);
+
+			if (expr != NULL)
+				defaults_planned[i] = expression_planner((Expr *) expr);
+		}
+		MemoryContextSwitchTo(old);
+		defaults_natts = natts;
+	}
+
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
+	states = (ExprState **) palloc0(sizeof(ExprState *) * natts);
+	for (int i = 0; i < natts; i++)
+		if (defaults_planned[i] != NULL)
+			states[i] = ExecInitExpr(defaults_planned[i], NULL);
 	MemoryContextSwitchTo(old);
 	return states;
 }

@@ -59,9 +59,18 @@ typedef struct EgExecutionsTable
 	Oid			queue_relid;
 	Oid			queue_pkey_index;	/* queue_pkey (execution_id) */
 	Oid			queue_pending_index;	/* queue_pending (execution_id) WHERE lease IS NULL */
+	/* execguard.jobs, read (and locked FOR SHARE) when a claim creates a key */
+	Oid			jobs_relid;
+	Oid			jobs_pkey_index;	/* jobs_pkey (job_id) */
+	AttrNumber	jobs_job_id;
+	AttrNumber	jobs_max_attempts;
+	AttrNumber	jobs_cancelled_at;
 } EgExecutionsTable;
 
 /* Attribute numbers of execguard.queue, fixed by its CREATE TABLE. */
+/* max_attempts of an execution whose job has no row (claims.cpp: coalesce(..., 3)) */
+#define EG_DEFAULT_MAX_ATTEMPTS 3
+
 #define EG_QUEUE_EXECUTION_ID 1
 #define EG_QUEUE_LEASE_EXPIRES_AT 2
 #define EG_QUEUE_COLUMNS 2
@@ -87,6 +96,15 @@ extern Datum eg_column_not_null(TupleTableSlot *slot, EgColumn column);
  * to them (a DBA's ALTER TABLE) is picked up.
  */
 extern ExprState **eg_table_checks(Relation rel, EState *estate);
+
+/*
+ * The default of each column of the table, as an INSERT that leaves the
+ * column out would compute it (build_column_default: the identity's
+ * nextval, a DEFAULT clause, the domain's default), planned once per
+ * backend until the table changes, initialised in estate: one entry per
+ * attribute, NULL where the column's default is NULL.
+ */
+extern ExprState **eg_table_defaults(Relation rel, EState *estate);
 
 /* The status column of a row of the table. */
 extern EgStatus eg_row_status(TupleTableSlot *slot);
