@@ -2,11 +2,15 @@
 -- name a key that is already completed (the duplicate an auto-stop check
 -- exists to refuse) and 1 in 10 a key never seen (created running).
 -- setup: :keys completed rows with job 'bench-dup', question_id 'q1'..'q<keys>'.
+-- Keys are text, as a client sends them: '||' with an integer operand
+-- would be textanycat, a SQL function that the planner inlines by parsing
+-- its body again on every simple-protocol call (about a tenth of the
+-- server's time here), which measures pgbench's key spelling, not the call.
 \set r random(1, 10)
 \set q random(1, :keys)
 \set n random(1, 2000000000)
 \if :r = 1
-SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'new-' || :client_id || '-' || :n);
+SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'new-' || :client_id::text || '-' || :n::text);
 \else
-SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'q' || :q);
+SELECT outcome FROM execguard.claim_execution('bench-dup', 'llama3.2-1b', 'us-east', 'q' || :q::text);
 \endif

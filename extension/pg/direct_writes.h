@@ -3,10 +3,10 @@
  *
  * The hot writes to execguard.executions (claim_next's scan of pending rows,
  * claim_execution's creation of a new key, complete_execution(s),
- * heartbeat) through the table access method and the
- * executor's index and constraint routines, without an SQL statement: no
- * plan to start and end, no second lookup of each row, no result set to
- * copy. The rules are the ones an UPDATE follows under READ COMMITTED:
+ * heartbeat) through the table access method and the executor's index and
+ * constraint routines, without an SQL statement: no plan to start and end,
+ * no second lookup of each row, no result set to copy. The rules are the
+ * ones an UPDATE (for a new key, an INSERT) follows under READ COMMITTED:
  *
  *   - a row is read with a new snapshot per call and skipped if the read
  *     version does not qualify;
@@ -22,7 +22,7 @@
  *     (ExecInsert's speculative insertion, arbitrated by executions_key),
  *     the columns it leaves out taking their defaults.
  *
- * What an UPDATE statement would also do and this does not: fire triggers,
+ * What an UPDATE or INSERT would also do and this does not: fire triggers,
  * apply row-level security, compute generated columns. eg_writer_begin()
  * therefore refuses (returns false) when either table has any of those
  * (the foreign key's own triggers excepted, see below), and
