@@ -12,10 +12,12 @@
 # 0.3.0 in docs/benchmarks.md): CONFIGS="0.3.0:on" with that release's
 # library installed.
 #
-# on three loops (loop_*.sql):
+# on four loops (loop_*.sql, each with setup_<loop>.sql if there is one,
+# else setup_pending.sql):
 #   single     claim_next(1) + complete_execution of what it granted
 #   batch10    claim_next(10) + complete_executions, one statement
 #   duplicate  claim_execution of a key that is already completed
+#   new        claim_execution of a key never seen (created running)
 #
 #   bench/callgrind/run.sh [--quick]
 #
@@ -36,7 +38,7 @@ root=$(cd "$here/../.." && pwd)
 
 ITERATIONS=${ITERATIONS:-200}
 CONFIGS=${CONFIGS:-"0.4.0:off 0.4.0:on"}
-LOOPS=${LOOPS:-"single batch10 duplicate"}
+LOOPS=${LOOPS:-"single batch10 duplicate new"}
 [ "${1:-}" = --quick ] && ITERATIONS=5
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 command -v valgrind >/dev/null || { echo "bench: valgrind is not installed" >&2; exit 1; }
@@ -60,7 +62,7 @@ backend() { eg_as_server_user "$@" "$PG_BIN/postgres" --single -D "$dir/data" po
 # instructions VERSION DIRECT LOOP COUNT: total instructions of COUNT iterations
 instructions() {
     local version=$1 direct=$2 loop=$3 count=$4 script=$dir/loop.sql out=$dir/callgrind.out setup=pending
-    [ "$loop" = duplicate ] && setup=duplicate
+    [ -f "$here/setup_$loop.sql" ] && setup=$loop
     { echo "DROP EXTENSION IF EXISTS execguard CASCADE;"
       echo "DROP SCHEMA IF EXISTS execguard CASCADE;"
       echo "CREATE EXTENSION execguard VERSION '$version';"

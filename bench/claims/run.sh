@@ -13,7 +13,8 @@
 #       side (eg_churn.sql, base_batch.sql, batches of 50), loss vs (a) in %
 #   (c) claim_execution with 90% duplicate keys (eg_claim_duplicates.sql),
 #       calls/s, DUP_KEYS completed keys; and, interleaved, the floor: a
-#       plain SELECT of one key's status (base_key_lookup.sql)
+#       plain SELECT of one key's status (base_key_lookup.sql); with
+#       CLIENTS clients, then THROUGHPUT_CLIENTS as in (t)
 #   (t) batch throughput with THROUGHPUT_CLIENTS clients (as many as the
 #       machine has cores): the 8 clients of (a) on 2 cores measure
 #       contention as much as throughput
@@ -203,16 +204,18 @@ if [[ " $PHASES " == *" c "* ]]; then
             SELECT 'bench-dup', 'llama3.2-1b', 'us-east', 'q' || g, 'completed', 1, 1, now(), now()
               FROM generate_series(1, $DUP_KEYS) AS g" -c "ANALYZE $EG" >/dev/null
     for mode in $MODES; do
-        runs=()
-        floor=()
-        for _ in $(seq "$ROUNDS"); do
-            runs+=("$(pgbench_tps "$mode" "$CLIENTS" "$SECONDS_PER_RUN" "$here/eg_claim_duplicates.sql" -D keys="$DUP_KEYS" || echo 0)")
-            floor+=("$(pgbench_tps "$mode" "$CLIENTS" "$SECONDS_PER_RUN" "$here/base_key_lookup.sql" -D keys="$DUP_KEYS" || echo 0)")
+        for clients in $(printf '%s\n' "$CLIENTS" "$THROUGHPUT_CLIENTS" | awk '!seen[$0]++'); do
+            runs=()
+            floor=()
+            for _ in $(seq "$ROUNDS"); do
+                runs+=("$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" "$here/eg_claim_duplicates.sql" -D keys="$DUP_KEYS" || echo 0)")
+                floor+=("$(pgbench_tps "$mode" "$clients" "$SECONDS_PER_RUN" "$here/base_key_lookup.sql" -D keys="$DUP_KEYS" || echo 0)")
+            done
+            printf '(c) %-8s %s clients: claim_execution, 90%% duplicates: %.0f calls/s (target >= 20000)  runs [%s]\n' \
+                "$mode" "$clients" "$(median "${runs[@]}")" "${runs[*]}"
+            printf '(c) %-8s %s clients: floor, a plain SELECT of one key'"'"'s status: %.0f calls/s  runs [%s]\n' \
+                "$mode" "$clients" "$(median "${floor[@]}")" "${floor[*]}"
         done
-        printf '(c) %-8s claim_execution, 90%% duplicates: %.0f calls/s (target >= 20000)  runs [%s]\n' \
-            "$mode" "$(median "${runs[@]}")" "${runs[*]}"
-        printf '(c) %-8s floor: a plain SELECT of one key'"'"'s status: %.0f calls/s  runs [%s]\n' \
-            "$mode" "$(median "${floor[@]}")" "${floor[*]}"
     done
     sql -c "SELECT 'outcomes: ' || string_agg(k || '=' || v, ' ') FROM (VALUES ('claimed', (SELECT claims_claimed FROM execguard.stats)), ('completed', (SELECT claims_completed FROM execguard.stats))) AS o(k, v)"
 fi

@@ -195,6 +195,14 @@ eg_row_status(TupleTableSlot *slot)
 	pg_unreachable();
 }
 
+/*
+ * A backend-lifetime cache's memory context, created on first use (NAME
+ * must be a literal), else emptied.
+ */
+#define EMPTIED_CACHE(context, name) \
+	((context) == NULL ? ((context) = AllocSetContextCreate(CacheMemoryContext, name, ALLOCSET_SMALL_SIZES)) \
+	 : (MemoryContextReset(context), (context)))
+
 /* Planned CHECK constraints of the table (eg_table_checks). */
 static MemoryContext checks_context = NULL;
 static char **checks_source = NULL;	/* ccbin of each, in constr->check order */
@@ -221,12 +229,8 @@ eg_table_checks(Relation rel, EState *estate)
 
 	if (!checks_cached_for(constr))
 	{
-		if (checks_context == NULL)
-			checks_context = AllocSetContextCreate(CacheMemoryContext, "execguard table checks",
-												   ALLOCSET_SMALL_SIZES);
 		checks_count = -1;
-		MemoryContextReset(checks_context);
-		old = MemoryContextSwitchTo(checks_context);
+		old = MemoryContextSwitchTo(EMPTIED_CACHE(checks_context, "execguard table checks"));
 		checks_source = (char **) palloc(sizeof(char *) * (constr->num_check + 1));
 		checks_planned = (Expr **) palloc(sizeof(Expr *) * (constr->num_check + 1));
 		for (int i = 0; i < constr->num_check; i++)
@@ -255,12 +259,8 @@ eg_table_defaults(Relation rel, EState *estate)
 
 	if (defaults_natts != natts)
 	{
-		if (defaults_context == NULL)
-			defaults_context = AllocSetContextCreate(CacheMemoryContext, "execguard column defaults",
-													 ALLOCSET_SMALL_SIZES);
 		defaults_natts = -1;
-		MemoryContextReset(defaults_context);
-		old = MemoryContextSwitchTo(defaults_context);
+		old = MemoryContextSwitchTo(EMPTIED_CACHE(defaults_context, "execguard column defaults"));
 		defaults_planned = (Expr **) palloc0(sizeof(Expr *) * natts);
 		for (int i = 0; i < natts; i++)
 		{
