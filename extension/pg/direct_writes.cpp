@@ -644,7 +644,7 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 		bool		isnull;
 		Datum		locked_id = slot_getattr(slot, table->jobs_job_id, &isnull);
 
-		/* The newest version is the job's still, as FOR SHARE re-checks. */
+		/* The locked version may be newer than the one found: re-check its key, as FOR SHARE does. */
 		found = !isnull && DatumGetBool(DirectFunctionCall2Coll(texteq, pkey->rd_indcollation[0], locked_id,
 																job_id));
 		if (found)
