@@ -38,20 +38,24 @@ static EgExecutionsTable table;
 static bool table_valid = false;
 static bool callback_registered = false;
 
-/* Planned column defaults (eg_table_defaults); -1: nothing cached. */
+/*
+ * Planned column defaults (eg_table_defaults), valid while no invalidation
+ * of the table has arrived since they were planned. Any change to a
+ * column's default or identity updates the column's pg_attribute row,
+ * which invalidates the table's relcache entry; counting invalidations
+ * also catches one that arrives while the defaults are being planned.
+ */
 static MemoryContext defaults_context = NULL;
 static Expr **defaults_planned = NULL;
-static int	defaults_natts = -1;
+static int	defaults_natts = -1;	/* -1: nothing cached */
+static uint64 table_invalidations = 0;
+static uint64 defaults_planned_after = 0;	/* table_invalidations when planning began */
 
-/*
- * Any change to a column's default or identity updates the column's
- * pg_attribute row, which invalidates the table's relcache entry.
- */
 static void
 forget_on_invalidation(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == table.relid)
-		defaults_natts = -1;
+		table_invalidations++;
 	if (!table_valid)
 		return;
 	if (relid == InvalidOid || relid == table.relid || relid == table.pkey_index ||
@@ -148,6 +152,7 @@ eg_executions_table(void)
 		table.jobs_cancelled_at == InvalidAttrNumber)
 		elog(ERROR, "execguard: %s.jobs does not have the columns execguard created", EG_SCHEMA);
 	table.jobs_pkey_index = checked_index(schema, table.jobs_relid, "jobs_pkey", 1, true, table.jobs_job_id);
+	/* The table may be a new one by the same name. */
 	defaults_natts = -1;
 	table_valid = true;
 	return &table;
@@ -257,9 +262,10 @@ eg_table_defaults(Relation rel, EState *estate)
 	ExprState **states;
 	MemoryContext old;
 
-	if (defaults_natts != natts)
+	if (defaults_natts != natts || defaults_planned_after != table_invalidations)
 	{
 		defaults_natts = -1;
+		defaults_planned_after = table_invalidations;
 		old = MemoryContextSwitchTo(EMPTIED_CACHE(defaults_context, "execguard column defaults"));
 		defaults_planned = (Expr **) palloc0(sizeof(Expr *) * natts);
 		for (int i = 0; i < natts; i++)
