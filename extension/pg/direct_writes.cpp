@@ -138,6 +138,19 @@ eg_writer_begin(EgWriter *writer)
 	writer->table = eg_executions_table();
 	writer->rel = table_open(writer->table->relid, RowExclusiveLock);
 	writer->queue = table_open(writer->table->queue_relid, RowExclusiveLock);
+
+	/*
+	 * Taking the locks processed any invalidation that arrived since the
+	 * cache was read: read it again, so that the column numbers used to
+	 * fill a row are the ones of the table now open.
+	 */
+	writer->table = eg_executions_table();
+	if (writer->table->relid != RelationGetRelid(writer->rel) ||
+		writer->table->queue_relid != RelationGetRelid(writer->queue))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("execguard's tables were replaced during the call"),
+				 errhint("Retry the call.")));
 	if (needs_sql(writer->rel) || needs_sql(writer->queue))
 	{
 		/* The SQL statement that runs instead takes the same locks. */
