@@ -1104,11 +1104,8 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	if (!eg_writer_begin(&writer))
 		PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
 
-	held = eg_direct_heartbeat(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1),
-							   DatumGetTimestampTz(DirectFunctionCall2(
-								   timestamptz_pl_interval,
-								   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), values[2])),
-							   values[3], values[4]);
+	held = eg_direct_heartbeat(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1), lease_end(values[2]), values[3],
+							   values[4]);
 	eg_writer_end(&writer);
 	if (!held)
 		eg_count(EG_STALE_WRITES_REJECTED, 1);

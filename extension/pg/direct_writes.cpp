@@ -223,17 +223,23 @@ eg_writer_end(EgWriter *writer)
 	table_close(writer->rel, NoLock);
 }
 
-static Relation
-open_index(ResultRelInfo *result_rel, Oid indexid)
+/* Where index indexid is among result_rel's open indexes. */
+static int
+index_position(ResultRelInfo *result_rel, Oid indexid)
 {
 	for (int i = 0; i < result_rel->ri_NumIndices; i++)
 		if (RelationGetRelid(result_rel->ri_IndexRelationDescs[i]) == indexid)
-			return result_rel->ri_IndexRelationDescs[i];
+			return i;
 	elog(ERROR, "execguard: index %u of %s is not open", indexid,
 		 RelationGetRelationName(result_rel->ri_RelationDesc));
 	pg_unreachable();
 }
 
+static Relation
+open_index(ResultRelInfo *result_rel, Oid indexid)
+{
+	return result_rel->ri_IndexRelationDescs[index_position(result_rel, indexid)];
+}
 
 bool
 eg_writer_fetch(EgWriter *writer, int64 execution_id)
@@ -680,25 +686,16 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 static void
 prepare_arbiter(EgWriter *writer, Oid indexid)
 {
-	ResultRelInfo *result_rel = writer->result_rel;
+	int			i = index_position(writer->result_rel, indexid);
+	IndexInfo  *info = writer->result_rel->ri_IndexRelationInfo[i];
 
-	for (int i = 0; i < result_rel->ri_NumIndices; i++)
+	if (info->ii_UniqueOps == NULL)
 	{
-		IndexInfo  *info = result_rel->ri_IndexRelationInfo[i];
+		MemoryContext old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
 
-		if (RelationGetRelid(result_rel->ri_IndexRelationDescs[i]) == indexid)
-		{
-			if (info->ii_UniqueOps == NULL)
-			{
-				MemoryContext old = MemoryContextSwitchTo(writer->estate->es_query_cxt);
-
-				BuildSpeculativeIndexInfo(result_rel->ri_IndexRelationDescs[i], info);
-				MemoryContextSwitchTo(old);
-			}
-			return;
-		}
+		BuildSpeculativeIndexInfo(writer->result_rel->ri_IndexRelationDescs[i], info);
+		MemoryContextSwitchTo(old);
 	}
-	elog(ERROR, "execguard: index %u of %s is not open", indexid, RelationGetRelationName(writer->rel));
 }
 
 /*
