@@ -10,7 +10,7 @@
 # The runner and the C++ unit tests are built by CMakeLists.txt.
 
 EXTENSION_NAME = execguard
-EXTVERSION = 0.4.0
+EXTVERSION = 0.5.0
 
 MODULE_big = execguard
 # extension/core: plain C++17, never sees a PostgreSQL header.
@@ -26,6 +26,7 @@ PG_OBJS = \
 	extension/pg/direct_writes.o \
 	extension/pg/owner.o \
 	extension/pg/spi_plans.o \
+	extension/pg/no_jit.o \
 	extension/pg/core_call.o \
 	extension/pg/stats.o
 OBJS = $(CORE_OBJS) $(PG_OBJS)
@@ -66,6 +67,7 @@ REGRESS = \
 	counters \
 	roles \
 	direct_writes \
+	no_jit \
 	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)
 

@@ -60,7 +60,7 @@ start)
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$socket'
-shared_preload_libraries = 'execguard'
+shared_preload_libraries = 'execguard,pg_stat_statements'
 max_connections = 60
 fsync = off
 synchronous_commit = off

@@ -18,9 +18,11 @@ extern "C"
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "utils/guc.h"
+
+#include "no_jit.h"
 #include "settings.h"
 #include "stats.h"
-#include "utils/guc.h"
 }
 
 int			eg_rescue_interval_ms = 1000;
@@ -63,6 +65,7 @@ extern "C" void
 _PG_init(void)
 {
 	eg_define_settings();
+	eg_install_planner_hook();
 
 	/*
 	 * Shared memory can only be reserved while the postmaster loads

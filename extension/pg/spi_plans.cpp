@@ -10,13 +10,14 @@ extern "C"
 
 #include "executor/spi.h"
 
+#include "no_jit.h"
 #include "spi_plans.h"
 }
 
 uint64
 eg_execute(EgStatement *statement, Datum *values, const char *nulls, long limit)
 {
-	int			rc;
+	volatile int rc;
 
 	if (statement->plan == NULL)
 	{
@@ -26,7 +27,9 @@ eg_execute(EgStatement *statement, Datum *values, const char *nulls, long limit)
 		 * than a join on a LIMIT $n subquery), while the plan cache would
 		 * keep re-planning because a generic LIMIT $n looks expensive.
 		 */
-		SPIPlanPtr	plan = SPI_prepare_cursor(statement->sql, statement->nargs, statement->argtypes,
+		/* The marker keeps the plan out of JIT (no_jit.h). */
+		char	   *sql = psprintf(EG_INTERNAL_SQL_MARKER " %s", statement->sql);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, statement->nargs, statement->argtypes,
 											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
@@ -36,7 +39,17 @@ eg_execute(EgStatement *statement, Datum *values, const char *nulls, long limit)
 			elog(ERROR, "execguard: SPI_keepplan failed");
 		statement->plan = plan;
 	}
-	rc = SPI_execute_plan(statement->plan, values, nulls, false, limit);
+	/* Plans made while it runs, its own included, are kept out of JIT. */
+	eg_no_jit_depth++;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(statement->plan, values, nulls, false, limit);
+	}
+	PG_FINALLY();
+	{
+		eg_no_jit_depth--;
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "execguard: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), statement->sql);
