@@ -36,7 +36,7 @@ OBJS = $(CORE_OBJS) $(PG_OBJS)
 MODULEDIR = extension
 DATA = extension/execguard.control $(wildcard extension/execguard--*.sql)
 
-PG_CPPFLAGS = -Iextension/include
+PG_CPPFLAGS = -Iextension/include -DEG_EXTVERSION='"$(EXTVERSION)"'
 # -isystem for the server headers would be nicer, but PGXS puts them in
 # CPPFLAGS itself; -Wno-register silences C++17 about their 'register'.
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -Wno-register -Wno-unused-parameter

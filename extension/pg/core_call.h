@@ -15,7 +15,7 @@
 #include "execguard/bridge.h"
 
 /* ereport(ERROR) for a failed core call. */
-extern void eg_raise(eg_status status, const eg_error *error) pg_attribute_noreturn();
+[[noreturn]] extern void eg_raise(eg_status status, const eg_error *error);
 
 /* Checks the status, then moves the core's text into a palloc'd string. */
 extern char *eg_take_text(eg_status status, eg_text *text, const eg_error *error);

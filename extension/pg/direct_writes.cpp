@@ -30,6 +30,7 @@ extern "C"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "direct_writes.h"
 #include "settings.h"
 }
@@ -73,7 +74,7 @@ needs_sql(Relation rel)
 {
 	return rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
 		has_triggers_besides_foreign_keys(rel) || rel->rd_rel->relrowsecurity ||
-		(rel->rd_att->constr != NULL && rel->rd_att->constr->has_generated_stored);
+		eg_has_generated_columns(rel->rd_att->constr);
 }
 
 static void
@@ -111,27 +112,16 @@ static void
 prepare_checks(EgWriter *writer)
 {
 	if (writer->rel->rd_att->constr != NULL && writer->rel->rd_att->constr->num_check > 0)
-		writer->result_rel->ri_ConstraintExprs = eg_table_checks(writer->rel, writer->estate);
+		EG_RESULT_REL_CHECKS(writer->result_rel) = eg_table_checks(writer->rel, writer->estate);
 	prepare_index_predicates(writer->result_rel, writer->estate);
-}
-
-static RangeTblEntry *
-range_table_entry(Relation rel, Bitmapset *updated)
-{
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	rte->updatedCols = updated;
-	return rte;
 }
 
 bool
 eg_writer_begin(EgWriter *writer)
 {
 	Bitmapset  *updated = NULL;
+	List	   *range_table;
+	List	   *perminfos = NIL;
 
 	if (!eg_direct_writes)
 		return false;
@@ -167,11 +157,12 @@ eg_writer_begin(EgWriter *writer)
 								 FirstLowInvalidHeapAttributeNumber);
 
 	writer->estate = CreateExecutorState();
-	ExecInitRangeTable(writer->estate,
-					   list_make2(range_table_entry(writer->rel, updated),
-								  range_table_entry(writer->queue,
-													bms_make_singleton(EG_QUEUE_LEASE_EXPIRES_AT -
-																	   FirstLowInvalidHeapAttributeNumber))));
+	range_table = list_make2(eg_updated_relation_entry(writer->rel, updated, &perminfos),
+							 eg_updated_relation_entry(writer->queue,
+													   bms_make_singleton(EG_QUEUE_LEASE_EXPIRES_AT -
+																		  FirstLowInvalidHeapAttributeNumber),
+													   &perminfos));
+	eg_init_range_table(writer->estate, range_table, perminfos);
 	writer->result_rel = makeNode(ResultRelInfo);
 	InitResultRelInfo(writer->result_rel, writer->rel, 1, NULL, 0);
 	ExecOpenIndices(writer->result_rel, false);
@@ -249,7 +240,7 @@ eg_writer_fetch(EgWriter *writer, int64 execution_id)
 	if (writer->pkey_scan == NULL)
 	{
 		writer->pkey = open_index(writer->result_rel, writer->table->pkey_index);
-		writer->pkey_scan = index_beginscan(writer->rel, writer->pkey, writer->snapshot, 1, 0);
+		writer->pkey_scan = eg_index_beginscan(writer->rel, writer->pkey, writer->snapshot, 1, 0);
 	}
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
 	index_rescan(writer->pkey_scan, &key, 1, NULL, 0);
@@ -274,22 +265,20 @@ eg_writer_update(EgWriter *writer, bool wait)
 {
 	TM_FailureData failure;
 	LockTupleMode lockmode;
-	bool		update_indexes;
+	EgIndexUpdate index_update;
 	TM_Result	result;
 
 	ResetPerTupleExprContext(writer->estate);
 	ExecStoreVirtualTuple(writer->update);
 	if (writer->rel->rd_att->constr != NULL)
 		ExecConstraints(writer->result_rel, writer->update, writer->estate);
-	result = table_tuple_update(writer->rel, &writer->row->tts_tid, writer->update,
-								writer->estate->es_output_cid, writer->snapshot, InvalidSnapshot,
-								wait, &failure, &lockmode, &update_indexes);
+	result = eg_table_tuple_update(writer->rel, &writer->row->tts_tid, writer->update,
+								   writer->estate->es_output_cid, writer->snapshot, wait, &failure, &lockmode,
+								   &index_update);
 	switch (result)
 	{
 		case TM_Ok:
-			if (writer->result_rel->ri_NumIndices > 0 && update_indexes)
-				ExecInsertIndexTuples(writer->result_rel, writer->update, writer->estate, true, false,
-									  NULL, NIL);
+			eg_insert_index_tuples_after_update(writer->result_rel, writer->update, writer->estate, index_update);
 			return EG_WRITE_DONE;
 		case TM_BeingModified:
 			/* Only without waiting: another transaction holds the row. */
@@ -346,7 +335,7 @@ queue_fetch(EgWriter *writer, int64 execution_id)
 
 	if (writer->queue_pkey_scan == NULL)
 		writer->queue_pkey_scan =
-			index_beginscan(writer->queue, open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
+			eg_index_beginscan(writer->queue, open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
 							writer->snapshot, 1, 0);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
 	index_rescan(writer->queue_pkey_scan, &key, 1, NULL, 0);
@@ -397,8 +386,8 @@ static void
 queue_insert(EgWriter *writer)
 {
 	table_tuple_insert(writer->queue, writer->queue_update, writer->estate->es_output_cid, 0, NULL);
-	ExecInsertIndexTuples(writer->queue_result_rel, writer->queue_update, writer->estate, false, false,
-						  NULL, NIL);
+	list_free(eg_insert_index_tuples(writer->queue_result_rel, writer->queue_update, writer->estate, false, NULL,
+									 NIL));
 }
 
 /*
@@ -434,15 +423,14 @@ queue_set(EgWriter *writer, int64 execution_id, bool pending, TimestampTz lease_
 	{
 		TM_FailureData failure;
 		LockTupleMode lockmode;
-		bool		update_indexes;
+		EgIndexUpdate index_update;
 		TM_Result	result;
 
-		result = table_tuple_update(writer->queue, &tid, slot, cid, writer->snapshot, InvalidSnapshot, true,
-									&failure, &lockmode, &update_indexes);
+		result = eg_table_tuple_update(writer->queue, &tid, slot, cid, writer->snapshot, true, &failure, &lockmode,
+									   &index_update);
 		if (result == TM_Ok)
 		{
-			if (update_indexes)
-				ExecInsertIndexTuples(writer->queue_result_rel, slot, writer->estate, true, false, NULL, NIL);
+			eg_insert_index_tuples_after_update(writer->queue_result_rel, slot, writer->estate, index_update);
 			return;
 		}
 		if (result != TM_Updated && result != TM_Deleted)
@@ -627,7 +615,7 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 	const EgExecutionsTable *table = writer->table;
 	Relation	pkey = index_open(table->jobs_pkey_index, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(jobs, &writer->estate->es_tupleTable);
-	IndexScanDesc scan = index_beginscan(jobs, pkey, writer->snapshot, 1, 0);
+	IndexScanDesc scan = eg_index_beginscan(jobs, pkey, writer->snapshot, 1, 0);
 	ScanKeyData key;
 	bool		found;
 
@@ -788,7 +776,7 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 
 		CHECK_FOR_INTERRUPTS();
 		/* Waits for a transaction inserting the key; false if it committed. */
-		if (!ExecCheckIndexConstraints(writer->result_rel, slot, estate, &conflict, arbiters))
+		if (!eg_check_index_constraints(writer->result_rel, slot, estate, &conflict, arbiters))
 		{
 			check_conflict_visible(writer, &conflict);
 			return EG_INSERT_EXISTS;
@@ -796,7 +784,7 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 		xid = GetCurrentTransactionId();
 		token = SpeculativeInsertionLockAcquire(xid);
 		table_tuple_insert_speculative(writer->rel, slot, estate->es_output_cid, 0, NULL, token);
-		list_free(ExecInsertIndexTuples(writer->result_rel, slot, estate, false, true, &spec_conflict, arbiters));
+		list_free(eg_insert_index_tuples(writer->result_rel, slot, estate, true, &spec_conflict, arbiters));
 		table_tuple_complete_speculative(writer->rel, slot, token, !spec_conflict);
 		SpeculativeInsertionLockRelease(xid);
 		if (!spec_conflict)
@@ -844,7 +832,7 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 {
 	Relation	pending = open_index(writer->queue_result_rel, writer->table->queue_pending_index);
 	TupleTableSlot *entry = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
-	IndexScanDesc scan = index_beginscan(writer->queue, pending, writer->snapshot, 1, 0);
+	IndexScanDesc scan = eg_index_beginscan(writer->queue, pending, writer->snapshot, 1, 0);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		running = CStringGetTextDatum("running");
 	ScanKeyData key;

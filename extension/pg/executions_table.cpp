@@ -21,6 +21,7 @@ extern "C"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "executions_table.h"
 }
 
@@ -211,6 +212,7 @@ eg_row_status(TupleTableSlot *slot)
 /* Planned CHECK constraints of the table (eg_table_checks). */
 static MemoryContext checks_context = NULL;
 static char **checks_source = NULL;	/* ccbin of each, in constr->check order */
+static bool *checks_enforced = NULL;	/* false: NOT ENFORCED (18), not planned */
 static Expr **checks_planned = NULL;
 static int	checks_count = -1;		/* -1: nothing cached */
 
@@ -220,7 +222,8 @@ checks_cached_for(const TupleConstr *constr)
 	if (checks_count != constr->num_check)
 		return false;
 	for (int i = 0; i < checks_count; i++)
-		if (strcmp(checks_source[i], constr->check[i].ccbin) != 0)
+		if (strcmp(checks_source[i], constr->check[i].ccbin) != 0 ||
+			checks_enforced[i] != eg_check_is_enforced(&constr->check[i]))
 			return false;
 	return true;
 }
@@ -237,11 +240,15 @@ eg_table_checks(Relation rel, EState *estate)
 		checks_count = -1;
 		old = MemoryContextSwitchTo(EMPTIED_CACHE(checks_context, "execguard table checks"));
 		checks_source = (char **) palloc(sizeof(char *) * (constr->num_check + 1));
+		checks_enforced = (bool *) palloc(sizeof(bool) * (constr->num_check + 1));
 		checks_planned = (Expr **) palloc(sizeof(Expr *) * (constr->num_check + 1));
 		for (int i = 0; i < constr->num_check; i++)
 		{
 			checks_source[i] = pstrdup(constr->check[i].ccbin);
-			checks_planned[i] = expression_planner((Expr *) stringToNode(checks_source[i]));
+			checks_enforced[i] = eg_check_is_enforced(&constr->check[i]);
+			/* As ExecRelCheck: a constraint not enforced is skipped (a NULL state passes). */
+			checks_planned[i] = checks_enforced[i] ?
+				expression_planner((Expr *) stringToNode(checks_source[i])) : NULL;
 		}
 		MemoryContextSwitchTo(old);
 		checks_count = constr->num_check;

@@ -24,6 +24,7 @@ extern "C"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "executions_table.h"
 #include "key_lookup.h"
 }
@@ -49,7 +50,7 @@ eg_lookup_key(const Datum *key, EgKeyRow *row)
 
 	/* As an SPI statement would: a new snapshot under READ COMMITTED. */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
-	scan = index_beginscan(rel, index, snapshot, EG_KEY_COLUMNS, 0);
+	scan = eg_index_beginscan(rel, index, snapshot, EG_KEY_COLUMNS, 0);
 	index_rescan(scan, keys, EG_KEY_COLUMNS, NULL, 0);
 	slot = table_slot_create(rel, NULL);
 

@@ -20,6 +20,7 @@ extern "C"
 
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "no_jit.h"
 #include "settings.h"
 #include "stats.h"
@@ -49,14 +50,12 @@ eg_define_settings(void)
 							 true,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("execguard");
-#endif
 }
 
 extern "C"
 {
-PG_MODULE_MAGIC;
+EG_MODULE_MAGIC;
 
 PGDLLEXPORT void _PG_init(void);
 }

@@ -14,6 +14,7 @@ extern "C"
 #include "storage/procarray.h"
 #include "utils/backend_status.h"
 
+#include "compat.h"
 #include "owner.h"
 #include "stats.h"
 }
@@ -43,11 +44,7 @@ eg_owner_alive(int32 pid, TimestampTz backend_start)
 	n = pgstat_fetch_stat_numbackends();
 	for (int i = 1; i <= n; i++)
 	{
-#if PG_VERSION_NUM >= 170000
-		LocalPgBackendStatus *local = pgstat_get_local_beentry_by_index(i);
-#else
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-#endif
+		LocalPgBackendStatus *local = eg_local_backend_status(i);
 
 		if (local != NULL && local->backendStatus.st_procpid == pid)
 			return local->backendStatus.st_proc_start_timestamp == backend_start;
