@@ -79,6 +79,9 @@ SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_executio
 SELECT execution_id AS h6, fencing_token AS t6 FROM held ORDER BY execution_id LIMIT 1 OFFSET 5 \gset
 SELECT execution_id AS h7, fencing_token AS t7 FROM held ORDER BY execution_id LIMIT 1 OFFSET 6 \gset
 SELECT execution_id AS h8, fencing_token AS t8 FROM held ORDER BY execution_id LIMIT 1 OFFSET 7 \gset
+-- The SQL path probes both keys with one = ANY(array) condition: up to 16
+-- btree counts that as one scan per array element, from 17 on as one scan
+-- (expected/index_use_1.out).
 SET execguard.direct_writes = off;
 SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.heartbeat(%s, %s)', :h6, :t6));
 SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{"answer": 1}')$$, :h6, :t6));

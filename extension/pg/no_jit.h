@@ -18,9 +18,7 @@
  *     foreign-key check of a queue row;
  *   - any plan whose text starts with the marker below: the SQL-language
  *     functions of the install scripts start their bodies with it
- *     (functions.c plans a body with the body as query text). The SPI
- *     statements carry it too, so that pg_stat_statements shows which
- *     statements are execguard's.
+ *     (functions.c plans a body with the body as query text).
  *
  * The user's own statements, including the ones that call execguard's
  * functions, are planned exactly as before.

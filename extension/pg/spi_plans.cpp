@@ -27,9 +27,7 @@ eg_execute(EgStatement *statement, Datum *values, const char *nulls, long limit)
 		 * than a join on a LIMIT $n subquery), while the plan cache would
 		 * keep re-planning because a generic LIMIT $n looks expensive.
 		 */
-		/* The marker keeps the plan out of JIT (no_jit.h). */
-		char	   *sql = psprintf(EG_INTERNAL_SQL_MARKER " %s", statement->sql);
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, statement->nargs, statement->argtypes,
+		SPIPlanPtr	plan = SPI_prepare_cursor(statement->sql, statement->nargs, statement->argtypes,
 											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
