@@ -97,6 +97,11 @@ isolationcheck:
 		--bindir='$(bindir)' --load-extension=$(EXTENSION_NAME) \
 		--dbname=execguard_isolation $(ISOLATION_SPECS)
 
+# Compiles the objects only: for a compile check against the headers of a
+# server that cannot be linked against or run here.
+.PHONY: objects
+objects: $(OBJS)
+
 # "make installcheck" runs both; the test command runs them separately
 # (SKIP_ISOLATION=1) so that a failure in one does not hide the other.
 ifneq ($(SKIP_ISOLATION),1)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/demo.sh: the README's demo command. Builds execguard, starts a
-# throwaway PostgreSQL 15 cluster in .run/demo, and replays the reference
-# incident: a job listing four model entries (two of them duplicates) for
-# one region must run exactly two model calls, once each.
+# throwaway PostgreSQL cluster in .run/demo (15, or PG_MAJOR: see
+# scripts/lib.sh), and replays the reference incident: a job listing four
+# model entries (two of them duplicates) for one region must run exactly two
+# model calls, once each.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$EG_ROOT"

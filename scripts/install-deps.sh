@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # scripts/install-deps.sh: the Debian 12 packages execguard needs to build,
 # test and demo. Installs the missing ones when run as root; otherwise
-# prints the exact apt-get line and fails.
+# prints the exact apt-get line and fails. With PG_MAJOR set to another
+# major than Debian 12's 15, also builds that server (scripts/build-pg.sh,
+# cached outside the checkout); 15 stays installed for its client programs
+# and the server's user.
 set -euo pipefail
 
 BUILD_PACKAGES="build-essential cmake pkg-config postgresql-15 postgresql-server-dev-15 postgresql-client-15 libpq-dev"
@@ -15,14 +18,18 @@ for package in $BUILD_PACKAGES $EXTENSION_PACKAGES $RUNNER_PACKAGES $TEST_PACKAG
         missing+=("$package")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" != 0 ]; then
-    echo "execguard needs these Debian packages; run as root:" >&2
-    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
-    exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "execguard needs these Debian packages; run as root:" >&2
+        echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+if [ "${PG_MAJOR:-15}" != 15 ] && [ -z "${PG_CONFIG:-}" ]; then
+    "$(dirname "$0")/build-pg.sh" "$PG_MAJOR" >/dev/null
+fi

@@ -9,12 +9,10 @@
 #   scripts/pgcluster.sh destroy DIR   stop and remove DIR
 #
 # DIR/env holds shell export lines (PGHOST, PGPORT, PGUSER, PGDATABASE) for
-# clients. PostgreSQL refuses to run as root, so when run as root the server
+# clients. The server is the PG_MAJOR (or PG_CONFIG) of scripts/lib.sh; a
+# cluster must be stopped by the same major that started it. PostgreSQL refuses to run as root, so when run as root the server
 # runs as the 'postgres' user, which must be able to reach DIR.
 set -euo pipefail
-
-PG_VERSION=${PG_VERSION:-15}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}
 
 die() { echo "pgcluster: $*" >&2; exit 1; }
 
@@ -42,10 +40,20 @@ data=$dir/data
 socket=$dir/socket
 log=$dir/server.log
 
+# The server's programs: those that created the cluster (DIR/pg_bin), else
+# those of PG_MAJOR for a new one (clusters older than DIR/pg_bin were 15).
+if [ -s "$dir/pg_bin" ]; then
+    PG_BIN=$(cat "$dir/pg_bin")
+elif [ "$cmd" = start ]; then
+    PG_BIN=$(eg_pg_bin)
+else
+    PG_BIN=/usr/lib/postgresql/15/bin
+fi
+
 case "$cmd" in
 start)
     if [ "$(id -u)" = 0 ]; then
-        id postgres >/dev/null 2>&1 || die "user 'postgres' is missing (install postgresql-15)"
+        id postgres >/dev/null 2>&1 || die "user 'postgres' is missing (scripts/install-deps.sh installs postgresql-15, which creates it)"
         chown postgres:postgres "$dir"
         runuser -u postgres -- test -x "$dir" ||
             die "user postgres cannot reach $dir; use a checkout below a world-searchable folder"
@@ -53,7 +61,8 @@ start)
     mkdir -p "$socket"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$socket"
     if [ ! -f "$data/PG_VERSION" ]; then
-        eg_initdb "$dir" || die "initdb failed"
+        echo "$PG_BIN" >"$dir/pg_bin"
+        PG_BIN=$PG_BIN eg_initdb "$dir" || die "initdb failed"
         port=$(free_port)
         cat >>"$data/postgresql.conf" <<CONF
 # execguard test cluster

@@ -4,8 +4,8 @@
 # machine is doing, where the pgbench figures of bench/claims move by 20%
 # from run to run. It compares, in one go:
 #
-#   0.4.0 sql     claims as SQL statements (execguard.direct_writes = off)
-#   0.4.0 direct  direct writes (the default)
+#   0.5.0 sql     claims as SQL statements (execguard.direct_writes = off)
+#   0.5.0 direct  direct writes (the default)
 #
 # The library works only with its own schema version, so an older schema
 # is measured with the library of its release (the figures for 0.1.0 to
@@ -37,10 +37,10 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/lib.sh"
 
 ITERATIONS=${ITERATIONS:-200}
-CONFIGS=${CONFIGS:-"0.4.0:off 0.4.0:on"}
+CONFIGS=${CONFIGS:-"0.5.0:off 0.5.0:on"}
 LOOPS=${LOOPS:-"single batch10 duplicate new"}
 [ "${1:-}" = --quick ] && ITERATIONS=5
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_BIN=${PG_BIN:-$(eg_pg_bin)}
 command -v valgrind >/dev/null || { echo "bench: valgrind is not installed" >&2; exit 1; }
 
 dir=$root/.run/callgrind-$$
