@@ -1,9 +1,10 @@
 /*
  * extension/pg/direct_writes.cpp
  *
- * See direct_writes.h. Plain C-style code: nothing with a destructor, so an
- * error raised below unwinds cleanly; the relation and index locks, buffer
- * pins and the active snapshot are released by the transaction's abort.
+ * See direct_writes.h; the writer they use is writer.h. Plain C-style
+ * code: nothing with a destructor, so an error raised below unwinds
+ * cleanly; the relation and index locks, buffer pins and the active
+ * snapshot are released by the transaction's abort.
  */
 /* PostgreSQL declares its API with C linkage only when asked to. */
 extern "C"
@@ -35,294 +36,6 @@ extern "C"
 #include "settings.h"
 }
 
-/*
- * The columns any direct write may change. The executor uses the set to
- * tell each index whether an update left its key unchanged (none of these
- * is a key column of the primary key or of executions_key), which lets
- * btree delete old versions of the same key bottom-up instead of splitting
- * pages.
- */
-static const EgColumn written_columns[] = {
-	EG_COL_STATUS, EG_COL_ATTEMPT, EG_COL_FENCING_TOKEN, EG_COL_WORKER, EG_COL_OWNER_PID,
-	EG_COL_OWNER_BACKEND_START, EG_COL_LEASE_EXPIRES_AT, EG_COL_NOT_BEFORE, EG_COL_RESULT,
-	EG_COL_ERROR, EG_COL_STARTED_AT, EG_COL_FINISHED_AT
-};
-
-/*
- * Does an UPDATE statement do anything on this table that we would skip?
- * The foreign key from queue to executions puts triggers on both tables,
- * which do nothing for the writes here (direct_writes.h): other triggers,
- * a DBA's, send the write to SQL.
- */
-static bool
-has_triggers_besides_foreign_keys(Relation rel)
-{
-	if (rel->trigdesc == NULL)
-		return false;
-	for (int i = 0; i < rel->trigdesc->numtriggers; i++)
-	{
-		const Trigger *trigger = &rel->trigdesc->triggers[i];
-
-		if (!trigger->tgisinternal || RI_FKey_trigger_type(trigger->tgfoid) == RI_TRIGGER_NONE)
-			return true;
-	}
-	return false;
-}
-
-static bool
-needs_sql(Relation rel)
-{
-	return rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
-		has_triggers_besides_foreign_keys(rel) || rel->rd_rel->relrowsecurity ||
-		eg_has_generated_columns(rel->rd_att->constr);
-}
-
-static void
-concurrent_update_error(bool deleted)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-			 errmsg(deleted ? "could not serialize access due to concurrent delete" :
-					"could not serialize access due to concurrent update")));
-}
-
-/*
- * What ExecConstraints and ExecInsertIndexTuples would otherwise prepare
- * on first use in every call: the CHECK constraints, planned once per
- * backend (eg_table_checks), and the partial indexes' predicates, which the
- * relcache keeps planned already (ExecPrepareQual would plan them again).
- */
-static void
-prepare_index_predicates(ResultRelInfo *result_rel, EState *estate)
-{
-	MemoryContext old;
-
-	old = MemoryContextSwitchTo(estate->es_query_cxt);
-	for (int i = 0; i < result_rel->ri_NumIndices; i++)
-	{
-		IndexInfo  *index = result_rel->ri_IndexRelationInfo[i];
-
-		if (index->ii_Predicate != NIL)
-			index->ii_PredicateState = ExecInitQual(index->ii_Predicate, NULL);
-	}
-	MemoryContextSwitchTo(old);
-}
-
-static void
-prepare_checks(EgWriter *writer)
-{
-	if (writer->rel->rd_att->constr != NULL && writer->rel->rd_att->constr->num_check > 0)
-		EG_RESULT_REL_CHECKS(writer->result_rel) = eg_table_checks(writer->rel, writer->estate);
-	prepare_index_predicates(writer->result_rel, writer->estate);
-}
-
-bool
-eg_writer_begin(EgWriter *writer)
-{
-	Bitmapset  *updated = NULL;
-	List	   *range_table;
-	List	   *perminfos = NIL;
-
-	if (!eg_direct_writes)
-		return false;
-	writer->table = eg_executions_table();
-	writer->rel = table_open(writer->table->relid, RowExclusiveLock);
-	writer->queue = table_open(writer->table->queue_relid, RowExclusiveLock);
-
-	/*
-	 * Taking the locks processed any invalidation that arrived since the
-	 * cache was read: read it again, so that the column numbers used to
-	 * fill a row are the ones of the table now open.
-	 */
-	writer->table = eg_executions_table();
-	if (writer->table->relid != RelationGetRelid(writer->rel) ||
-		writer->table->queue_relid != RelationGetRelid(writer->queue))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("execguard's tables were replaced during the call"),
-				 errhint("Retry the call.")));
-	if (needs_sql(writer->rel) || needs_sql(writer->queue))
-	{
-		/* The SQL statement that runs instead takes the same locks. */
-		table_close(writer->queue, NoLock);
-		table_close(writer->rel, NoLock);
-		return false;
-	}
-	CheckCmdReplicaIdentity(writer->rel, CMD_UPDATE);
-	CheckCmdReplicaIdentity(writer->queue, CMD_UPDATE);
-	CheckCmdReplicaIdentity(writer->queue, CMD_DELETE);
-
-	for (size_t i = 0; i < lengthof(written_columns); i++)
-		updated = bms_add_member(updated, writer->table->attnum[written_columns[i]] -
-								 FirstLowInvalidHeapAttributeNumber);
-
-	writer->estate = CreateExecutorState();
-	range_table = list_make2(eg_updated_relation_entry(writer->rel, updated, &perminfos),
-							 eg_updated_relation_entry(writer->queue,
-													   bms_make_singleton(EG_QUEUE_LEASE_EXPIRES_AT -
-																		  FirstLowInvalidHeapAttributeNumber),
-													   &perminfos));
-	eg_init_range_table(writer->estate, range_table, perminfos);
-	writer->result_rel = makeNode(ResultRelInfo);
-	InitResultRelInfo(writer->result_rel, writer->rel, 1, NULL, 0);
-	ExecOpenIndices(writer->result_rel, false);
-	prepare_checks(writer);
-	writer->queue_result_rel = makeNode(ResultRelInfo);
-	InitResultRelInfo(writer->queue_result_rel, writer->queue, 2, NULL, 0);
-	ExecOpenIndices(writer->queue_result_rel, false);
-	prepare_index_predicates(writer->queue_result_rel, writer->estate);
-
-	/*
-	 * As SPI runs a statement of a volatile function: the effects of earlier
-	 * commands become visible, and the snapshot is new under READ COMMITTED
-	 * (the transaction's, with this command's id, under REPEATABLE READ).
-	 */
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	UpdateActiveSnapshotCommandId();
-	writer->snapshot = GetActiveSnapshot();
-	writer->estate->es_snapshot = writer->snapshot;
-	writer->estate->es_output_cid = GetCurrentCommandId(true);
-
-	writer->row = table_slot_create(writer->rel, &writer->estate->es_tupleTable);
-	writer->update = ExecInitExtraTupleSlot(writer->estate, RelationGetDescr(writer->rel), &TTSOpsVirtual);
-	writer->values = writer->update->tts_values;
-	writer->isnull = writer->update->tts_isnull;
-	writer->pkey = NULL;
-	writer->pkey_scan = NULL;
-	writer->queue_row = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
-	writer->queue_update = ExecInitExtraTupleSlot(writer->estate, RelationGetDescr(writer->queue),
-												  &TTSOpsVirtual);
-	writer->queue_pkey_scan = NULL;
-	return true;
-}
-
-void
-eg_writer_end(EgWriter *writer)
-{
-	if (writer->pkey_scan != NULL)
-		index_endscan(writer->pkey_scan);
-	if (writer->queue_pkey_scan != NULL)
-		index_endscan(writer->queue_pkey_scan);
-	ExecCloseIndices(writer->queue_result_rel);
-	ExecCloseIndices(writer->result_rel);
-	ExecResetTupleTable(writer->estate->es_tupleTable, false);
-	FreeExecutorState(writer->estate);
-	PopActiveSnapshot();
-	/* Locks are kept to the end of the transaction, as for a statement. */
-	table_close(writer->queue, NoLock);
-	table_close(writer->rel, NoLock);
-}
-
-/* Where index indexid is among result_rel's open indexes. */
-static int
-index_position(ResultRelInfo *result_rel, Oid indexid)
-{
-	for (int i = 0; i < result_rel->ri_NumIndices; i++)
-		if (RelationGetRelid(result_rel->ri_IndexRelationDescs[i]) == indexid)
-			return i;
-	elog(ERROR, "execguard: index %u of %s is not open", indexid,
-		 RelationGetRelationName(result_rel->ri_RelationDesc));
-	pg_unreachable();
-}
-
-static Relation
-open_index(ResultRelInfo *result_rel, Oid indexid)
-{
-	return result_rel->ri_IndexRelationDescs[index_position(result_rel, indexid)];
-}
-
-bool
-eg_writer_fetch(EgWriter *writer, int64 execution_id)
-{
-	ScanKeyData key;
-
-	if (writer->pkey_scan == NULL)
-	{
-		writer->pkey = open_index(writer->result_rel, writer->table->pkey_index);
-		writer->pkey_scan = eg_index_beginscan(writer->rel, writer->pkey, writer->snapshot, 1, 0);
-	}
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
-	index_rescan(writer->pkey_scan, &key, 1, NULL, 0);
-	/* The primary key: at most one version is visible. */
-	return index_getnext_slot(writer->pkey_scan, ForwardScanDirection, writer->row);
-}
-
-void
-eg_writer_prepare(EgWriter *writer)
-{
-	int			natts = RelationGetDescr(writer->rel)->natts;
-
-	ExecClearTuple(writer->update);
-	slot_getallattrs(writer->row);
-	/* By reference values point into the row's buffer, which stays pinned. */
-	memcpy(writer->values, writer->row->tts_values, sizeof(Datum) * natts);
-	memcpy(writer->isnull, writer->row->tts_isnull, sizeof(bool) * natts);
-}
-
-EgWriteResult
-eg_writer_update(EgWriter *writer, bool wait)
-{
-	TM_FailureData failure;
-	LockTupleMode lockmode;
-	EgIndexUpdate index_update;
-	TM_Result	result;
-
-	ResetPerTupleExprContext(writer->estate);
-	ExecStoreVirtualTuple(writer->update);
-	if (writer->rel->rd_att->constr != NULL)
-		ExecConstraints(writer->result_rel, writer->update, writer->estate);
-	result = eg_table_tuple_update(writer->rel, &writer->row->tts_tid, writer->update,
-								   writer->estate->es_output_cid, writer->snapshot, wait, &failure, &lockmode,
-								   &index_update);
-	switch (result)
-	{
-		case TM_Ok:
-			eg_insert_index_tuples_after_update(writer->result_rel, writer->update, writer->estate, index_update);
-			return EG_WRITE_DONE;
-		case TM_BeingModified:
-			/* Only without waiting: another transaction holds the row. */
-			return EG_WRITE_BUSY;
-		case TM_Updated:
-		case TM_Deleted:
-			if (IsolationUsesXactSnapshot())
-				concurrent_update_error(result == TM_Deleted);
-			return EG_WRITE_CHANGED;
-		case TM_SelfModified:
-			/* Written already by this call (it never writes a row twice). */
-			return EG_WRITE_CHANGED;
-		default:
-			elog(ERROR, "execguard: unexpected result %d updating an execution", (int) result);
-	}
-	pg_unreachable();
-}
-
-bool
-eg_writer_lock_newest(EgWriter *writer)
-{
-	TM_FailureData failure;
-	ItemPointerData tid = writer->row->tts_tid;
-	TM_Result	result;
-
-	result = table_tuple_lock(writer->rel, &tid, writer->snapshot, writer->row,
-							  writer->estate->es_output_cid, LockTupleNoKeyExclusive, LockWaitBlock,
-							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
-	switch (result)
-	{
-		case TM_Ok:
-			return true;
-		case TM_Deleted:
-			if (IsolationUsesXactSnapshot())
-				concurrent_update_error(true);
-			return false;
-		case TM_SelfModified:
-			return false;
-		default:
-			elog(ERROR, "execguard: unexpected result %d locking an execution", (int) result);
-	}
-	pg_unreachable();
-}
-
 /* ---------------------------------------------------------------------- */
 /* execguard.queue                                                        */
 /* ---------------------------------------------------------------------- */
@@ -335,7 +48,7 @@ queue_fetch(EgWriter *writer, int64 execution_id)
 
 	if (writer->queue_pkey_scan == NULL)
 		writer->queue_pkey_scan =
-			eg_index_beginscan(writer->queue, open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
+			eg_index_beginscan(writer->queue, eg_open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
 							writer->snapshot, 1, 0);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
 	index_rescan(writer->queue_pkey_scan, &key, 1, NULL, 0);
@@ -353,7 +66,7 @@ queue_lock_newest(EgWriter *writer, ItemPointer tid, TM_Result result)
 	TM_FailureData failure;
 
 	if (IsolationUsesXactSnapshot())
-		concurrent_update_error(result == TM_Deleted);
+		eg_concurrent_update_error(result == TM_Deleted);
 	if (result == TM_Deleted)
 		return false;
 	result = table_tuple_lock(writer->queue, tid, writer->snapshot, writer->queue_row,
@@ -469,27 +182,12 @@ queue_delete(EgWriter *writer, int64 execution_id)
 /* The writes                                                             */
 /* ---------------------------------------------------------------------- */
 
-static inline void
-set_column(EgWriter *writer, EgColumn column, Datum value, bool isnull)
-{
-	AttrNumber	attnum = writer->table->attnum[column];
-
-	writer->values[attnum - 1] = value;
-	writer->isnull[attnum - 1] = isnull;
-}
-
-/* set_column for a new row, marking the column as given. */
+/* eg_set_column for a new row, marking the column as given. */
 static inline void
 set_new_column(EgWriter *writer, bool *given, EgColumn column, Datum value, bool isnull)
 {
-	set_column(writer, column, value, isnull);
+	eg_set_column(writer, column, value, isnull);
 	given[writer->table->attnum[column] - 1] = true;
-}
-
-static inline Datum
-prepared_column(EgWriter *writer, EgColumn column)
-{
-	return writer->values[writer->table->attnum[column] - 1];
 }
 
 static bool
@@ -546,11 +244,11 @@ fill_complete(EgWriter *writer, const void *arg)
 {
 	const CompleteFill *fill = (const CompleteFill *) arg;
 
-	set_column(writer, EG_COL_STATUS, fill->status, false);
-	set_column(writer, EG_COL_RESULT, fill->result, false);
-	set_column(writer, EG_COL_FINISHED_AT, TimestampTzGetDatum(fill->now), false);
-	set_column(writer, EG_COL_OWNER_PID, (Datum) 0, true);
-	set_column(writer, EG_COL_OWNER_BACKEND_START, (Datum) 0, true);
+	eg_set_column(writer, EG_COL_STATUS, fill->status, false);
+	eg_set_column(writer, EG_COL_RESULT, fill->result, false);
+	eg_set_column(writer, EG_COL_FINISHED_AT, TimestampTzGetDatum(fill->now), false);
+	eg_set_column(writer, EG_COL_OWNER_PID, (Datum) 0, true);
+	eg_set_column(writer, EG_COL_OWNER_BACKEND_START, (Datum) 0, true);
 }
 
 bool
@@ -579,12 +277,12 @@ fill_heartbeat(EgWriter *writer, const void *arg)
 {
 	const HeartbeatFill *fill = (const HeartbeatFill *) arg;
 
-	set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(fill->lease_expires_at), false);
+	eg_set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(fill->lease_expires_at), false);
 	/* An untracked claim stays untracked. */
 	if (!writer->isnull[writer->table->attnum[EG_COL_OWNER_PID] - 1])
 	{
-		set_column(writer, EG_COL_OWNER_PID, fill->owner_pid, false);
-		set_column(writer, EG_COL_OWNER_BACKEND_START, fill->owner_backend_start, false);
+		eg_set_column(writer, EG_COL_OWNER_PID, fill->owner_pid, false);
+		eg_set_column(writer, EG_COL_OWNER_BACKEND_START, fill->owner_backend_start, false);
 	}
 }
 
@@ -635,7 +333,7 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 				break;
 			case TM_Deleted:
 				if (IsolationUsesXactSnapshot())
-					concurrent_update_error(true);
+					eg_concurrent_update_error(true);
 				found = false;
 				break;
 			case TM_SelfModified:
@@ -674,7 +372,7 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 static void
 prepare_arbiter(EgWriter *writer, Oid indexid)
 {
-	int			i = index_position(writer->result_rel, indexid);
+	int			i = eg_index_position(writer->result_rel, indexid);
 	IndexInfo  *info = writer->result_rel->ri_IndexRelationInfo[i];
 
 	if (info->ii_UniqueOps == NULL)
@@ -704,7 +402,7 @@ check_conflict_visible(EgWriter *writer, ItemPointer conflict)
 	if (!table_tuple_satisfies_snapshot(writer->rel, existing, writer->snapshot) &&
 		!TransactionIdIsCurrentTransactionId(
 			DatumGetTransactionId(slot_getsysattr(existing, MinTransactionIdAttributeNumber, &isnull))))
-		concurrent_update_error(false);
+		eg_concurrent_update_error(false);
 }
 
 EgInsertResult
@@ -792,7 +490,7 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 		/* Another transaction inserted the key meanwhile: decide again. */
 	}
 
-	*execution_id = DatumGetInt64(prepared_column(writer, EG_COL_EXECUTION_ID));
+	*execution_id = DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID));
 	/* A new execution has no queue row: nobody else can have written one. */
 	queue_version(writer, *execution_id, false, grant->lease_expires_at);
 	queue_insert(writer);
@@ -830,7 +528,7 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 						const EgKeyFilter *regions, const EgKeyFilter *models, int64 after,
 						Tuplestorestate *store, TupleDesc store_desc, int64 *newest)
 {
-	Relation	pending = open_index(writer->queue_result_rel, writer->table->queue_pending_index);
+	Relation	pending = eg_open_index(writer->queue_result_rel, writer->table->queue_pending_index);
 	TupleTableSlot *entry = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
 	IndexScanDesc scan = eg_index_beginscan(writer->queue, pending, writer->snapshot, 1, 0);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -868,21 +566,21 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 			continue;
 
 		eg_writer_prepare(writer);
-		set_column(writer, EG_COL_STATUS, running, false);
-		set_column(writer, EG_COL_ATTEMPT, Int32GetDatum(DatumGetInt32(prepared_column(writer, EG_COL_ATTEMPT)) + 1),
-				   false);
-		set_column(writer, EG_COL_FENCING_TOKEN,
-				   Int64GetDatum(DatumGetInt64(prepared_column(writer, EG_COL_FENCING_TOKEN)) + 1), false);
-		set_column(writer, EG_COL_WORKER, grant->worker, grant->worker_null);
-		set_column(writer, EG_COL_OWNER_PID, grant->owner_pid, grant->owner_null);
-		set_column(writer, EG_COL_OWNER_BACKEND_START, grant->owner_backend_start, grant->owner_null);
-		set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(grant->lease_expires_at), false);
-		set_column(writer, EG_COL_NOT_BEFORE, (Datum) 0, true);
-		set_column(writer, EG_COL_STARTED_AT, TimestampTzGetDatum(now), false);
-		set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
+		eg_set_column(writer, EG_COL_STATUS, running, false);
+		eg_set_column(writer, EG_COL_ATTEMPT,
+					  Int32GetDatum(DatumGetInt32(eg_prepared_column(writer, EG_COL_ATTEMPT)) + 1), false);
+		eg_set_column(writer, EG_COL_FENCING_TOKEN,
+					  Int64GetDatum(DatumGetInt64(eg_prepared_column(writer, EG_COL_FENCING_TOKEN)) + 1), false);
+		eg_set_column(writer, EG_COL_WORKER, grant->worker, grant->worker_null);
+		eg_set_column(writer, EG_COL_OWNER_PID, grant->owner_pid, grant->owner_null);
+		eg_set_column(writer, EG_COL_OWNER_BACKEND_START, grant->owner_backend_start, grant->owner_null);
+		eg_set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(grant->lease_expires_at), false);
+		eg_set_column(writer, EG_COL_NOT_BEFORE, (Datum) 0, true);
+		eg_set_column(writer, EG_COL_STARTED_AT, TimestampTzGetDatum(now), false);
+		eg_set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
 		if (eg_writer_update(writer, false) != EG_WRITE_DONE)
 			continue;
-		queue_set(writer, DatumGetInt64(prepared_column(writer, EG_COL_EXECUTION_ID)), false,
+		queue_set(writer, DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID)), false,
 				  grant->lease_expires_at, &entry->tts_tid);
 
 		for (size_t c = 0; c < lengthof(claimed_columns); c++)
@@ -894,7 +592,7 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 		}
 		tuplestore_putvalues(store, store_desc, out, out_null);
 		claimed++;
-		execution_id = DatumGetInt64(prepared_column(writer, EG_COL_EXECUTION_ID));
+		execution_id = DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID));
 		if (execution_id > *newest)
 			*newest = execution_id;
 	}
