@@ -9,10 +9,31 @@ count model calls, not just rows.
 Control (JSON bodies):
   POST /_control {"latency": 0.5}                      all regions
   POST /_control {"region": "us-east", "mode": "429", "retry_after": 2, "count": 5}
-      mode: ok | 429 | 500 | error_body | hang | close | malformed
-      retry_after: with mode 429, send Retry-After (omit for none)
+      mode: ok | 429 | 500 | error_body | hang | close | malformed, or one
+            of the hostile modes below
+      retry_after: with mode 429, send Retry-After (omit for none; any
+      text, e.g. "99999999999999999999")
       count: the mode applies to the next N requests of that scope, then ok
       (omit for "until changed")
+
+  Hostile modes (bytes a broken or malicious provider sends):
+      invalid_utf8_content  200 whose message content holds a raw 0xFF byte
+                            (so the body is not valid UTF-8)
+      invalid_utf8_500      500 whose JSON error body holds a raw 0xFF byte
+      multibyte_at_cut      500 with a text body in which a 3-byte character
+                            (U+20AC) starts at byte cut_at - 1, so a cut
+                            after cut_at bytes splits it ("cut_at", default
+                            300: the runner's excerpt of an error body)
+      invalid_utf8_request_id  a normal answer with X-Request-Id: req-<0xFF>
+      nul_content           200 whose content is "before\\u0000after"
+      oversized             200, valid JSON, "size" bytes long (default
+                            16 MiB + 1: one byte over the runner's cap)
+      raw                   "status" (default 200), "body" and "headers" as
+                            given; body and header values are text whose
+                            code points 0-255 are sent as those bytes
+                            (latin-1), so any byte can be sent
+      The mode's parameters (cut_at, size, status, body, headers) are given
+      in the same control message as the mode.
   POST /_control {"reset": true}                       settings and log
   GET  /_requests    {"count", "in_progress", "requests": [...]}
   GET  /_healthz     200
@@ -31,6 +52,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BILLING_ERROR = ("HTTP 429: Too Many Requests: workspace billing cycle spend "
                  "limit reached")
+MODE_PARAMS = ("cut_at", "size", "status", "body", "headers")
+RUNNER_BODY_CAP = 16 * 1024 * 1024  # runner/http_client.cpp's response cap
 
 
 class State:
@@ -39,14 +62,14 @@ class State:
         self.reset()
 
     def reset(self):
-        self.settings = {}  # region or "*" -> dict(mode, latency, retry_after, count)
+        self.settings = {}  # region or "*" -> dict(mode, latency, retry_after, count, params)
         self.requests = []
         self.in_progress = 0
 
     def settings_for(self, region):
         """The effective settings for one request; consumes a `count`."""
         with self.lock:
-            merged = {"mode": "ok", "latency": 0.0, "retry_after": None}
+            merged = {"mode": "ok", "latency": 0.0, "retry_after": None, "params": {}}
             for scope in ("*", region):
                 s = self.settings.get(scope)
                 if not s:
@@ -56,6 +79,7 @@ class State:
                 if s.get("mode") and s.get("count") != 0:
                     merged["mode"] = s["mode"]
                     merged["retry_after"] = s.get("retry_after")
+                    merged["params"] = s.get("params") or {}
                     if s.get("count") is not None:
                         s["count"] -= 1
             return merged
@@ -71,14 +95,59 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _send_json(self, status, obj, headers=None):
-        body = json.dumps(obj).encode()
+        self._send_bytes(status, json.dumps(obj).encode(), headers)
+
+    def _send_bytes(self, status, body, headers=None, content_type="application/json"):
+        """Sends body as is; header values are str, sent as latin-1 bytes
+        (http.server's encoding), so "\\xff" goes out as the byte 0xFF."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
+
+    def _answer(self, record, req, content):
+        """A normal chat completion whose message content is `content`."""
+        return {
+            "id": "chatcmpl-fake-%d" % record["seq"],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    def _respond_hostile(self, mode, params, record, req, prompt):
+        """The hostile modes (see the module docstring); False if `mode` is not one."""
+        if mode == "invalid_utf8_content":
+            # json.dumps escapes non-ASCII, so put the raw byte in afterwards.
+            body = json.dumps(self._answer(record, req, "bad byte [MARK] in: %s" % prompt)).encode()
+            self._send_bytes(200, body.replace(b"[MARK]", b"\xff"))
+        elif mode == "invalid_utf8_500":
+            self._send_bytes(500, b'{"error":{"message":"internal error \xff near byte 20"}}')
+        elif mode == "multibyte_at_cut":
+            cut_at = int(params.get("cut_at", 300))
+            body = b"e" * (cut_at - 1) + "\u20ac".encode() + b" tail of the error"
+            self._send_bytes(500, body, content_type="text/plain; charset=utf-8")
+        elif mode == "invalid_utf8_request_id":
+            answer = self._answer(record, req, "fake answer to: %s" % (prompt,))
+            self._send_json(200, answer, {"X-Request-Id": "req-\xff"})
+        elif mode == "nul_content":
+            self._send_json(200, self._answer(record, req, "before\u0000after"))
+        elif mode == "oversized":
+            size = int(params.get("size", RUNNER_BODY_CAP + 1))
+            body = json.dumps(self._answer(record, req, "[FILL]")).encode()
+            fill = size - (len(body) - len(b"[FILL]"))
+            self._send_bytes(200, body.replace(b"[FILL]", b"x" * max(0, fill)))
+        elif mode == "raw":
+            headers = {k: v for k, v in (params.get("headers") or {}).items()}
+            self._send_bytes(int(params.get("status", 200)), params.get("body", "").encode("latin-1"), headers)
+        else:
+            return False
+        return True
 
     def _read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -132,6 +201,8 @@ class Handler(BaseHTTPRequestHandler):
                     s["count"] = None
                 if "mode" in ctl and "retry_after" not in ctl:
                     s["retry_after"] = None
+                if "mode" in ctl:  # a mode's parameters come with it
+                    s["params"] = {k: ctl[k] for k in MODE_PARAMS if k in ctl}
             self._send_json(200, {"ok": True})
             return
         path = self.path.split("?", 1)[0]
@@ -199,6 +270,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if mode == "malformed":
             self._send_json(200, {"id": "x", "object": "chat.completion"})
+            return
+        if self._respond_hostile(mode, settings.get("params") or {}, record, req, prompt):
             return
         text = "fake answer to: %s" % (prompt,)
         self._send_json(200, {
