@@ -24,6 +24,7 @@ PG_OBJS = \
 	extension/pg/key_lookup.o \
 	extension/pg/executions_table.o \
 	extension/pg/writer.o \
+	extension/pg/queue_rows.o \
 	extension/pg/direct_writes.o \
 	extension/pg/owner.o \
 	extension/pg/spi_plans.o \

@@ -40,6 +40,7 @@ extern "C"
 #include "direct_writes.h"
 #include "key_lookup.h"
 #include "owner.h"
+#include "queue_rows.h"
 #include "settings.h"
 #include "spi_plans.h"
 #include "srf.h"
@@ -87,25 +88,6 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 /* The same, as output columns of a CTE that returned CLAIMED_COLUMNS. */
 #define CLAIMED_OUTPUT \
 	"execution_id, fencing_token, attempt, job_id, model_id, region, question_id, payload"
-
-/*
- * execguard.queue holds a row for every pending (lease NULL) and running
- * execution; each statement below that moves an execution into, within or
- * out of those states writes it in the same statement, after the
- * execution's row (see direct_writes.h). QUEUE_AS_RUNNING(CTE) records the
- * grants or heartbeats a CTE returned (execution_id, lease_expires_at);
- * QUEUE_AS_PENDING(SELECT) re-queues executions as pending; DEQUEUE(CTE)
- * removes those a CTE finished. The upserts also mend a missing queue row.
- */
-#define QUEUE_AS_RUNNING(CTE) \
-	"INSERT INTO execguard.queue AS q (execution_id, lease_expires_at) " \
-	"SELECT execution_id, lease_expires_at FROM " CTE " " \
-	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at"
-#define QUEUE_AS_PENDING(SELECT) \
-	"INSERT INTO execguard.queue AS q (execution_id) " SELECT " " \
-	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = NULL"
-#define DEQUEUE(CTE) \
-	"DELETE FROM execguard.queue AS q WHERE q.execution_id = ANY (ARRAY(SELECT execution_id FROM " CTE "))"
 
 /* Optional worker filters of claim_next: $4 regions, $5 models. */
 #define CLAIM_FILTERS(E) \

@@ -33,149 +33,8 @@ extern "C"
 
 #include "compat.h"
 #include "direct_writes.h"
+#include "queue_rows.h"
 #include "settings.h"
-}
-
-/* ---------------------------------------------------------------------- */
-/* execguard.queue                                                        */
-/* ---------------------------------------------------------------------- */
-
-/* Reads the queue row of execution_id visible to the snapshot into writer->queue_row. */
-static bool
-queue_fetch(EgWriter *writer, int64 execution_id)
-{
-	ScanKeyData key;
-
-	if (writer->queue_pkey_scan == NULL)
-		writer->queue_pkey_scan =
-			eg_index_beginscan(writer->queue, eg_open_index(writer->queue_result_rel, writer->table->queue_pkey_index),
-							writer->snapshot, 1, 0);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(execution_id));
-	index_rescan(writer->queue_pkey_scan, &key, 1, NULL, 0);
-	return index_getnext_slot(writer->queue_pkey_scan, ForwardScanDirection, writer->queue_row);
-}
-
-/*
- * After a concurrent update or delete of the queue row at *tid: false
- * under REPEATABLE READ and SERIALIZABLE (an error, as from SQL), else
- * locks its newest version and points *tid at it; false when it is gone.
- */
-static bool
-queue_lock_newest(EgWriter *writer, ItemPointer tid, TM_Result result)
-{
-	TM_FailureData failure;
-
-	if (IsolationUsesXactSnapshot())
-		eg_concurrent_update_error(result == TM_Deleted);
-	if (result == TM_Deleted)
-		return false;
-	result = table_tuple_lock(writer->queue, tid, writer->snapshot, writer->queue_row,
-							  writer->estate->es_output_cid, LockTupleExclusive, LockWaitBlock,
-							  TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure);
-	if (result == TM_Deleted)
-		return false;
-	if (result != TM_Ok)
-		elog(ERROR, "execguard: unexpected result %d locking a queue row", (int) result);
-	*tid = writer->queue_row->tts_tid;
-	return true;
-}
-
-/* Fills writer->queue_update: running with lease_expires_at, or pending. */
-static void
-queue_version(EgWriter *writer, int64 execution_id, bool pending, TimestampTz lease_expires_at)
-{
-	TupleTableSlot *slot = writer->queue_update;
-
-	ExecClearTuple(slot);
-	slot->tts_values[EG_QUEUE_EXECUTION_ID - 1] = Int64GetDatum(execution_id);
-	slot->tts_isnull[EG_QUEUE_EXECUTION_ID - 1] = false;
-	slot->tts_values[EG_QUEUE_LEASE_EXPIRES_AT - 1] = TimestampTzGetDatum(lease_expires_at);
-	slot->tts_isnull[EG_QUEUE_LEASE_EXPIRES_AT - 1] = pending;
-	ExecStoreVirtualTuple(slot);
-}
-
-/* Inserts writer->queue_update as a new queue row. */
-static void
-queue_insert(EgWriter *writer)
-{
-	table_tuple_insert(writer->queue, writer->queue_update, writer->estate->es_output_cid, 0, NULL);
-	list_free(eg_insert_index_tuples(writer->queue_result_rel, writer->queue_update, writer->estate, false, NULL,
-									 NIL));
-}
-
-/*
- * Sets the queue row of an execution this call has just written: running
- * with lease_expires_at, or pending. known_tid, when not NULL, is where the
- * caller read the row. Held as the execution's row is, no other execguard
- * writer changes the queue row meanwhile; should anyone else have (a DBA),
- * its newest version is written, and a missing row is created.
- */
-static void
-queue_set(EgWriter *writer, int64 execution_id, bool pending, TimestampTz lease_expires_at,
-		  const ItemPointerData *known_tid)
-{
-	TupleTableSlot *slot = writer->queue_update;
-	CommandId	cid = writer->estate->es_output_cid;
-	ItemPointerData tid;
-	bool		found;
-
-	if (known_tid != NULL)
-	{
-		tid = *known_tid;
-		found = true;
-	}
-	else
-	{
-		found = queue_fetch(writer, execution_id);
-		if (found)
-			tid = writer->queue_row->tts_tid;
-	}
-
-	queue_version(writer, execution_id, pending, lease_expires_at);
-	while (found)
-	{
-		TM_FailureData failure;
-		LockTupleMode lockmode;
-		EgIndexUpdate index_update;
-		TM_Result	result;
-
-		result = eg_table_tuple_update(writer->queue, &tid, slot, cid, writer->snapshot, true, &failure, &lockmode,
-									   &index_update);
-		if (result == TM_Ok)
-		{
-			eg_insert_index_tuples_after_update(writer->queue_result_rel, slot, writer->estate, index_update);
-			return;
-		}
-		if (result != TM_Updated && result != TM_Deleted)
-			elog(ERROR, "execguard: unexpected result %d updating a queue row", (int) result);
-		found = queue_lock_newest(writer, &tid, result);
-	}
-	queue_insert(writer);
-}
-
-/* Deletes the queue row of an execution this call has just finished. */
-static void
-queue_delete(EgWriter *writer, int64 execution_id)
-{
-	ItemPointerData tid;
-
-	if (!queue_fetch(writer, execution_id))
-		return;
-	tid = writer->queue_row->tts_tid;
-	for (;;)
-	{
-		TM_FailureData failure;
-		TM_Result	result;
-
-		result = table_tuple_delete(writer->queue, &tid, writer->estate->es_output_cid, writer->snapshot,
-									InvalidSnapshot, true, &failure, false);
-		if (result == TM_Ok)
-			return;
-		if (result != TM_Updated && result != TM_Deleted)
-			elog(ERROR, "execguard: unexpected result %d deleting a queue row", (int) result);
-		if (!queue_lock_newest(writer, &tid, result))
-			return;
-	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -261,7 +120,7 @@ eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Da
 	fill.now = GetCurrentTransactionStartTimestamp();
 	if (!fenced_update(writer, execution_id, fencing_token, fill_complete, &fill))
 		return false;
-	queue_delete(writer, execution_id);
+	eg_queue_delete(writer, execution_id);
 	return true;
 }
 
@@ -297,7 +156,7 @@ eg_direct_heartbeat(EgWriter *writer, int64 execution_id, int64 fencing_token,
 	fill.owner_backend_start = owner_backend_start;
 	if (!fenced_update(writer, execution_id, fencing_token, fill_heartbeat, &fill))
 		return false;
-	queue_set(writer, execution_id, false, lease_expires_at, NULL);
+	eg_queue_set(writer, execution_id, false, lease_expires_at, NULL);
 	return true;
 }
 
@@ -492,8 +351,8 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 
 	*execution_id = DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID));
 	/* A new execution has no queue row: nobody else can have written one. */
-	queue_version(writer, *execution_id, false, grant->lease_expires_at);
-	queue_insert(writer);
+	eg_queue_version(writer, *execution_id, false, grant->lease_expires_at);
+	eg_queue_insert(writer);
 	return EG_INSERT_DONE;
 }
 
@@ -580,8 +439,8 @@ eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant
 		eg_set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
 		if (eg_writer_update(writer, false) != EG_WRITE_DONE)
 			continue;
-		queue_set(writer, DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID)), false,
-				  grant->lease_expires_at, &entry->tts_tid);
+		eg_queue_set(writer, DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID)), false,
+					 grant->lease_expires_at, &entry->tts_tid);
 
 		for (size_t c = 0; c < lengthof(claimed_columns); c++)
 		{

@@ -45,7 +45,7 @@ static const EgColumn written_columns[] = {
 /*
  * Does an UPDATE statement do anything on this table that we would skip?
  * The foreign key from queue to executions puts triggers on both tables,
- * which do nothing for the writes here (direct_writes.h): other triggers,
+ * which do nothing for the writes here (queue_rows.h): other triggers,
  * a DBA's, send the write to SQL.
  */
 static bool

@@ -26,7 +26,7 @@
  * What an UPDATE or INSERT would also do and this does not: fire triggers,
  * apply row-level security, compute generated columns. eg_writer_begin()
  * therefore refuses (returns false) when either table has any of those
- * (the foreign key's own triggers excepted, see below), and
+ * (the foreign key's own triggers excepted, see queue_rows.h), and
  * when execguard.direct_writes is off; the caller then runs its SQL
  * statement instead, which does the same thing more slowly.
  *
@@ -37,14 +37,8 @@
  * SQL statements' expressions are coerced to domains); the domains guard
  * every other writer.
  *
- * Every write of an execution's row that changes whether it is pending or
- * running, or its lease, writes its row of execguard.queue too, after the
- * execution's row and while holding it, as every SQL statement of
- * claims.cpp does: so queue writers never wait for each other in an order
- * that could deadlock, and a queue row never needs the foreign key's
- * checks, which the writes here skip (the key column never changes, and
- * the execution a new queue row references is held by this transaction,
- * so it cannot be deleted before we commit).
+ * The writer opens execguard.queue too, for the writes that keep its rows
+ * in step (queue_rows.h).
  */
 #ifndef EXECGUARD_PG_WRITER_H
 #define EXECGUARD_PG_WRITER_H
@@ -71,7 +65,7 @@ typedef struct EgWriter
 	IndexScanDesc pkey_scan;
 	Datum	   *values;			/* update's values, filled by eg_writer_prepare */
 	bool	   *isnull;
-	/* execguard.queue, written after the execution's row (see below) */
+	/* execguard.queue, written after the execution's row (queue_rows.h) */
 	Relation	queue;
 	ResultRelInfo *queue_result_rel;
 	TupleTableSlot *queue_row;	/* the queue row read or locked */
