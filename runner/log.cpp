@@ -6,6 +6,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "utf8.h"
+
 namespace execguard::runner::log {
 
 namespace {
@@ -19,11 +21,18 @@ bool needs_quotes(const std::string& s) {
     return false;
 }
 
+// A log line never throws and is always UTF-8: values carry text from the
+// provider and the database (an error body, a server message), and dump()
+// throws on an invalid byte (type_error.316), which used to end the runner.
+std::string dump(const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string logfmt_value(const nlohmann::json& value) {
-    std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+    std::string text = value.is_string() ? to_valid_utf8(value.get_ref<const std::string&>()) : dump(value);
     if (!needs_quotes(text)) return text;
     // JSON string escaping is a valid logfmt quoting.
-    return nlohmann::json(text).dump();
+    return dump(nlohmann::json(text));
 }
 
 spdlog::level::level_enum to_spdlog(Level level) {
@@ -45,12 +54,12 @@ spdlog::level::level_enum to_spdlog(Level level) {
 std::string format_fields(LogFormat format, const char* name, const Fields& fields) {
     if (format == LogFormat::json) {
         // The pattern supplies '{"ts":...,"level":...,'; this part closes the object.
-        std::string out = "\"event\":" + nlohmann::json(name).dump();
+        std::string out = "\"event\":" + dump(nlohmann::json(name));
         for (const auto& [key, value] : fields) {
             out += ",";
-            out += nlohmann::json(key).dump();
+            out += dump(nlohmann::json(key));
             out += ":";
-            out += value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            out += dump(value);
         }
         return out + "}";
     }
