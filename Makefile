@@ -21,6 +21,7 @@ PG_OBJS = \
 	extension/pg/normalize_models.o \
 	extension/pg/submit_job.o \
 	extension/pg/claims.o \
+	extension/pg/arguments.o \
 	extension/pg/key_lookup.o \
 	extension/pg/executions_table.o \
 	extension/pg/writer.o \

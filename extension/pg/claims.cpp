@@ -36,6 +36,7 @@ extern "C"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "arguments.h"
 #include "core_call.h"
 #include "direct_writes.h"
 #include "key_lookup.h"
@@ -60,10 +61,8 @@ PG_FUNCTION_INFO_V1(execguard_cancel_job);
 PG_FUNCTION_INFO_V1(execguard_retry_job);
 }
 
-#define MAX_LEASE_SECONDS (7.0 * 24 * 3600)
 #define MAX_RETRY_AFTER_SECONDS (30.0 * 24 * 3600)
 #define MAX_CLAIMS_PER_CALL 10000
-#define MAX_WORKER_BYTES 200
 /*
  * claim_next's region and model filters: each row scanned is compared with
  * every entry (a parameter array is not hashed), so a filter this long is a
@@ -97,64 +96,6 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 /* Argument checks                                                        */
 /* ---------------------------------------------------------------------- */
 
-/*
- * Every function first makes sure the database's extension matches this
- * library (eg_executions_table), so that an outdated schema is reported
- * with its remedy rather than as a missing relation in some statement.
- */
-static void
-require_schema(void)
-{
-	(void) eg_executions_table();
-}
-
-static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
-static double
-interval_seconds(const Interval *span)
-{
-	return (double) span->time / USECS_PER_SEC +
-		((double) span->day + (double) span->month * DAYS_PER_MONTH) * SECS_PER_DAY;
-}
-
-/* The lease argument: positive and at most a week. */
-static Datum
-lease_arg(FunctionCallInfo fcinfo, int argno)
-{
-	double		seconds;
-
-	require_arg(fcinfo, argno, "lease");
-	seconds = interval_seconds(PG_GETARG_INTERVAL_P(argno));
-	if (!(seconds > 0 && seconds <= MAX_LEASE_SECONDS))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("lease must be positive and at most 7 days")));
-	return PG_GETARG_DATUM(argno);
-}
-
-static Datum
-worker_arg(FunctionCallInfo fcinfo, int argno, bool *isnull)
-{
-	text	   *worker;
-
-	*isnull = PG_ARGISNULL(argno);
-	if (*isnull)
-		return (Datum) 0;
-	worker = PG_GETARG_TEXT_PP(argno);
-	if (VARSIZE_ANY_EXHDR(worker) > MAX_WORKER_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("worker is longer than %d bytes", MAX_WORKER_BYTES)));
-	return PointerGetDatum(worker);
-}
-
 /* A text[] filter of claim_next, canonicalised like the stored keys. */
 static Datum
 key_filter_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char *name, bool *isnull)
@@ -182,20 +123,6 @@ key_filter_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char 
 		elements[i] = PointerGetDatum(eg_canonical_key_part_text(part, DatumGetTextPP(elements[i])));
 	}
 	return PointerGetDatum(construct_array(elements, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static Datum
-key_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char *name)
-{
-	require_arg(fcinfo, argno, name);
-	return PointerGetDatum(eg_canonical_key_part_text(part, PG_GETARG_TEXT_PP(argno)));
-}
-
-static bool
-track_owner_arg(FunctionCallInfo fcinfo, int argno)
-{
-	require_arg(fcinfo, argno, "track_owner");
-	return PG_GETARG_BOOL(argno);
 }
 
 /* Owner columns of a grant: this backend, or NULL when not tracked. */
@@ -547,14 +474,14 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	require_schema();
-	key[0] = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
-	key[1] = key_arg(fcinfo, 1, EG_KEY_MODEL_ID, "model_id");
-	key[2] = key_arg(fcinfo, 2, EG_KEY_REGION, "region");
-	key[3] = key_arg(fcinfo, 3, EG_KEY_QUESTION_ID, "question_id");
-	worker = worker_arg(fcinfo, 4, &worker_null);
-	lease = lease_arg(fcinfo, 5);
-	track_owner = track_owner_arg(fcinfo, 6);
+	eg_require_schema();
+	key[0] = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	key[1] = eg_key_arg(fcinfo, 1, EG_KEY_MODEL_ID, "model_id");
+	key[2] = eg_key_arg(fcinfo, 2, EG_KEY_REGION, "region");
+	key[3] = eg_key_arg(fcinfo, 3, EG_KEY_QUESTION_ID, "question_id");
+	worker = eg_worker_arg(fcinfo, 4, &worker_null);
+	lease = eg_lease_arg(fcinfo, 5);
+	track_owner = eg_track_owner_arg(fcinfo, 6);
 
 	claim_key(key, worker, worker_null, lease, track_owner, &result, &spi);
 	if (spi)
@@ -912,21 +839,21 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	TimestampTz now;
 	bool		spi = false;
 
-	require_schema();
-	require_arg(fcinfo, 0, "worker");
-	values[0] = worker_arg(fcinfo, 0, &isnull);
-	require_arg(fcinfo, 1, "max_claims");
+	eg_require_schema();
+	eg_require_arg(fcinfo, 0, "worker");
+	values[0] = eg_worker_arg(fcinfo, 0, &isnull);
+	eg_require_arg(fcinfo, 1, "max_claims");
 	max_claims = PG_GETARG_INT32(1);
 	if (max_claims < 1 || max_claims > MAX_CLAIMS_PER_CALL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_claims must be between 1 and %d", MAX_CLAIMS_PER_CALL)));
-	values[2] = lease_arg(fcinfo, 2);
+	values[2] = eg_lease_arg(fcinfo, 2);
 	values[3] = key_filter_arg(fcinfo, 3, EG_KEY_REGION, "regions", &isnull);
 	nulls[3] = isnull ? 'n' : ' ';
 	values[4] = key_filter_arg(fcinfo, 4, EG_KEY_MODEL_ID, "models", &isnull);
 	nulls[4] = isnull ? 'n' : ' ';
-	track_owner = track_owner_arg(fcinfo, 5);
+	track_owner = eg_track_owner_arg(fcinfo, 5);
 	owner_values(track_owner, &values[5], &values[6], &nulls[5], &nulls[6]);
 	filter = filter_fingerprint(values[3], nulls[3] == 'n', values[4], nulls[4] == 'n');
 	if (filter != pending_scan_filter)
@@ -1076,12 +1003,12 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	EgWriter	writer;
 	bool		held;
 
-	require_schema();
-	require_arg(fcinfo, 0, "execution_id");
-	require_arg(fcinfo, 1, "fencing_token");
+	eg_require_schema();
+	eg_require_arg(fcinfo, 0, "execution_id");
+	eg_require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
-	values[2] = lease_arg(fcinfo, 2);
+	values[2] = eg_lease_arg(fcinfo, 2);
 	owner_values(true, &values[3], &values[4], &pid_null, &start_null);
 	if (!eg_writer_begin(&writer))
 		PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
@@ -1101,10 +1028,10 @@ execguard_complete_execution(PG_FUNCTION_ARGS)
 	bool		accepted;
 	EgWriter	writer;
 
-	require_schema();
-	require_arg(fcinfo, 0, "execution_id");
-	require_arg(fcinfo, 1, "fencing_token");
-	require_arg(fcinfo, 2, "result");
+	eg_require_schema();
+	eg_require_arg(fcinfo, 0, "execution_id");
+	eg_require_arg(fcinfo, 1, "fencing_token");
+	eg_require_arg(fcinfo, 2, "result");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
@@ -1140,7 +1067,7 @@ array_arg(FunctionCallInfo fcinfo, int argno, const char *name, Oid element_type
 	bool	   *nulls;
 	int			n;
 
-	require_arg(fcinfo, argno, name);
+	eg_require_arg(fcinfo, argno, name);
 	array = PG_GETARG_ARRAYTYPE_P(argno);
 	if (ARR_NDIM(array) > 1)
 		ereport(ERROR,
@@ -1173,7 +1100,7 @@ execguard_complete_executions(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	EgWriter	writer;
 
-	require_schema();
+	eg_require_schema();
 	n_ids = array_arg(fcinfo, 0, "execution_ids", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &ids);
 	if (array_arg(fcinfo, 1, "fencing_tokens", INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &tokens) != n_ids ||
 		array_arg(fcinfo, 2, "results", JSONBOID, -1, false, TYPALIGN_INT, &results) != n_ids)
@@ -1243,10 +1170,10 @@ execguard_fail_execution(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', '\0'};
 	const char *outcome;
 
-	require_schema();
-	require_arg(fcinfo, 0, "execution_id");
-	require_arg(fcinfo, 1, "fencing_token");
-	require_arg(fcinfo, 3, "retryable");
+	eg_require_schema();
+	eg_require_arg(fcinfo, 0, "execution_id");
+	eg_require_arg(fcinfo, 1, "fencing_token");
+	eg_require_arg(fcinfo, 3, "retryable");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -1259,7 +1186,7 @@ execguard_fail_execution(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		double		seconds = interval_seconds(PG_GETARG_INTERVAL_P(4));
+		double		seconds = eg_interval_seconds(PG_GETARG_INTERVAL_P(4));
 
 		if (!(seconds >= 0 && seconds <= MAX_RETRY_AFTER_SECONDS))
 			ereport(ERROR,
@@ -1294,9 +1221,9 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	bool		released;
 
-	require_schema();
-	require_arg(fcinfo, 0, "execution_id");
-	require_arg(fcinfo, 1, "fencing_token");
+	eg_require_schema();
+	eg_require_arg(fcinfo, 0, "execution_id");
+	eg_require_arg(fcinfo, 1, "fencing_token");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	SPI_connect();
@@ -1356,11 +1283,11 @@ static EgStatement retry_statement = {
 extern "C" Datum
 execguard_cancel_job(PG_FUNCTION_ARGS)
 {
-	Datum		job_id = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	Datum		job_id = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
 	int32		cancelled;
 	int32		jobs;
 
-	require_schema();
+	eg_require_schema();
 	SPI_connect();
 	jobs = (int32) eg_execute(&cancel_job_row, &job_id, NULL, 0);
 	cancelled = (int32) eg_execute(&cancel_executions, &job_id, NULL, 0);
@@ -1375,10 +1302,10 @@ execguard_cancel_job(PG_FUNCTION_ARGS)
 extern "C" Datum
 execguard_retry_job(PG_FUNCTION_ARGS)
 {
-	Datum		job_id = key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
+	Datum		job_id = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
 	uint64		n;
 
-	require_schema();
+	eg_require_schema();
 	SPI_connect();
 	n = eg_execute(&retry_statement, &job_id, NULL, 0);
 	SPI_finish();

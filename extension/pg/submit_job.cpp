@@ -84,7 +84,7 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	/* As every function that writes executions (claims.cpp, require_schema). */
+	/* As every function that writes executions (arguments.h, eg_require_schema). */
 	(void) eg_executions_table();
 	rsinfo = eg_begin_srf(fcinfo);
 
