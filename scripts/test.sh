@@ -194,6 +194,7 @@ run_script claim_next_stress test/stress/claim_next_stress.sh
 run_script hostile_inputs test/hostile/run.sh
 run_script single_user_exit test/single_user/run.sh
 run_pytest e2e "$EG_ROOT/build/runner/execguard-runner" test/e2e
+run_script ops_kit test/ops/run.sh
 
 # The same unit and end-to-end tests once more against an AddressSanitizer +
 # UndefinedBehaviorSanitizer build; every sanitizer report is written to
