@@ -22,6 +22,7 @@ PG_OBJS = \
 	extension/pg/submit_job.o \
 	extension/pg/claims.o \
 	extension/pg/arguments.o \
+	extension/pg/grant.o \
 	extension/pg/key_lookup.o \
 	extension/pg/executions_table.o \
 	extension/pg/writer.o \

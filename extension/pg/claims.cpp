@@ -39,6 +39,7 @@ extern "C"
 #include "arguments.h"
 #include "core_call.h"
 #include "direct_writes.h"
+#include "grant.h"
 #include "key_lookup.h"
 #include "owner.h"
 #include "queue_rows.h"
@@ -71,16 +72,6 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
 #define MAX_FILTER_ENTRIES 1000
 /* A claim that keeps losing races this often reports it instead of spinning. */
 #define MAX_CLAIM_ROUNDS 32
-
-/*
- * The SET list of a grant. $W worker, $P owner pid, $S owner start,
- * $L lease; the fencing token strictly increases on every grant.
- */
-#define GRANT_SET(W, P, S, L) \
-	"status = 'running', attempt = e.attempt + 1, fencing_token = e.fencing_token + 1, " \
-	"worker = " W ", owner_pid = " P ", owner_backend_start = " S ", " \
-	"lease_expires_at = pg_catalog.now() + " L ", not_before = NULL, " \
-	"started_at = pg_catalog.now(), finished_at = NULL "
 
 #define CLAIMED_COLUMNS \
 	"e.execution_id, e.fencing_token, e.attempt, e.job_id, e.model_id, e.region, e.question_id, e.payload"
@@ -123,27 +114,6 @@ key_filter_arg(FunctionCallInfo fcinfo, int argno, eg_key_part part, const char 
 		elements[i] = PointerGetDatum(eg_canonical_key_part_text(part, DatumGetTextPP(elements[i])));
 	}
 	return PointerGetDatum(construct_array(elements, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/* Owner columns of a grant: this backend, or NULL when not tracked. */
-static void
-owner_values(bool track_owner, Datum *pid, Datum *started, char *pid_null, char *started_null)
-{
-	if (track_owner)
-	{
-		*pid = Int32GetDatum(MyProcPid);
-		*started = TimestampTzGetDatum(MyStartTimestamp);
-		*pid_null = ' ';
-		*started_null = ' ';
-		eg_owner_note_tracked_claim();
-	}
-	else
-	{
-		*pid = (Datum) 0;
-		*started = (Datum) 0;
-		*pid_null = 'n';
-		*started_null = 'n';
-	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -227,15 +197,6 @@ typedef struct ClaimResult
 	int32		attempt;
 } ClaimResult;
 
-/* When a lease granted now ends: now(), the transaction's start, plus lease. */
-static TimestampTz
-lease_end(Datum lease)
-{
-	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-												   TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-												   lease));
-}
-
 /* SPI is connected for the first statement a claim needs: most need none. */
 static void
 connect_spi(bool *connected)
@@ -289,7 +250,7 @@ create_key(Datum *key, Datum worker, bool worker_null, Datum owner_pid, Datum ow
 		grant.owner_pid = owner_pid;
 		grant.owner_backend_start = owner_start;
 		grant.owner_null = pid_null == 'n';
-		grant.lease_expires_at = lease_end(lease);
+		grant.lease_expires_at = eg_lease_end(lease);
 		result = eg_direct_insert_key(&writer, key, &grant, &execution_id);
 		eg_writer_end(&writer);
 		switch (result)
@@ -343,7 +304,7 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 	char		pid_null;
 	char		start_null;
 
-	owner_values(track_owner, &owner_pid, &owner_start, &pid_null, &start_null);
+	eg_owner_values(track_owner, &owner_pid, &owner_start, &pid_null, &start_null);
 
 	for (int round = 0; round < MAX_CLAIM_ROUNDS; round++)
 	{
@@ -805,7 +766,7 @@ claim_pending_rows(ReturnSetInfo *rsinfo, Datum *values, char *nulls, int32 max_
 		grant.owner_pid = values[5];
 		grant.owner_backend_start = values[6];
 		grant.owner_null = nulls[5] == 'n';
-		grant.lease_expires_at = lease_end(values[2]);
+		grant.lease_expires_at = eg_lease_end(values[2]);
 		key_filter(values[3], nulls[3] == 'n', &regions);
 		key_filter(values[4], nulls[4] == 'n', &models);
 		counts->claimed += eg_direct_claim_pending(&writer, max_claims, &grant, &regions, &models, after,
@@ -854,7 +815,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	values[4] = key_filter_arg(fcinfo, 4, EG_KEY_MODEL_ID, "models", &isnull);
 	nulls[4] = isnull ? 'n' : ' ';
 	track_owner = eg_track_owner_arg(fcinfo, 5);
-	owner_values(track_owner, &values[5], &values[6], &nulls[5], &nulls[6]);
+	eg_owner_values(track_owner, &values[5], &values[6], &nulls[5], &nulls[6]);
 	filter = filter_fingerprint(values[3], nulls[3] == 'n', values[4], nulls[4] == 'n');
 	if (filter != pending_scan_filter)
 	{
@@ -1009,11 +970,11 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = eg_lease_arg(fcinfo, 2);
-	owner_values(true, &values[3], &values[4], &pid_null, &start_null);
+	eg_owner_values(true, &values[3], &values[4], &pid_null, &start_null);
 	if (!eg_writer_begin(&writer))
 		PG_RETURN_BOOL(fenced_write(&heartbeat_statement, values, NULL));
 
-	held = eg_direct_heartbeat(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1), lease_end(values[2]), values[3],
+	held = eg_direct_heartbeat(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1), eg_lease_end(values[2]), values[3],
 							   values[4]);
 	eg_writer_end(&writer);
 	if (!held)

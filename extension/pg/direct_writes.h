@@ -11,18 +11,8 @@
 
 #include "utils/tuplestore.h"
 
+#include "grant.h"
 #include "writer.h"
-
-/* A grant's values (claims.cpp, GRANT_SET). */
-typedef struct EgGrant
-{
-	Datum		worker;
-	bool		worker_null;
-	Datum		owner_pid;		/* with owner_backend_start; NULL when untracked */
-	Datum		owner_backend_start;
-	bool		owner_null;
-	TimestampTz lease_expires_at;
-} EgGrant;
 
 /* claim_next's regions or models filter: canonical text elements, or any. */
 typedef struct EgKeyFilter
