@@ -197,17 +197,6 @@ typedef struct ClaimResult
 	int32		attempt;
 } ClaimResult;
 
-/* SPI is connected for the first statement a claim needs: most need none. */
-static void
-connect_spi(bool *connected)
-{
-	if (!*connected)
-	{
-		SPI_connect();
-		*connected = true;
-	}
-}
-
 static void
 claimed_new(ClaimResult *out, int64 execution_id, int64 fencing_token, int32 attempt)
 {
@@ -272,7 +261,7 @@ create_key(Datum *key, Datum worker, bool worker_null, Datum owner_pid, Datum ow
 		Datum		values[8] = {key[0], key[1], key[2], key[3], worker, owner_pid, owner_start, lease};
 		char		nulls[9] = {' ', ' ', ' ', ' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
 
-		connect_spi(spi);
+		eg_connect_spi(spi);
 		if (eg_execute(&insert_key, values, nulls, 0) == 1)
 		{
 			claimed_new(out, DatumGetInt64(eg_result_not_null(0, 1)), DatumGetInt64(eg_result_not_null(0, 2)),
@@ -349,7 +338,7 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 					Datum		values[5] = {Int64GetDatum(row.execution_id), worker, owner_pid, owner_start, lease};
 					char		nulls[6] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', '\0'};
 
-					connect_spi(spi);
+					eg_connect_spi(spi);
 					if (eg_execute(&grant_pending, values, nulls, 0) == 1)
 					{
 						out->outcome = "claimed";
@@ -383,7 +372,7 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 		{
 			Datum		values[2] = {Int64GetDatum(row.execution_id), Int64GetDatum(row.fencing_token)};
 
-			connect_spi(spi);
+			eg_connect_spi(spi);
 			if (eg_execute(&fail_exhausted_one, values, NULL, 0) == 1)
 			{
 				out->outcome = "failed";
@@ -398,7 +387,7 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 			Int64GetDatum(row.fencing_token)};
 			char		nulls[7] = {' ', worker_null ? 'n' : ' ', pid_null, start_null, ' ', ' ', '\0'};
 
-			connect_spi(spi);
+			eg_connect_spi(spi);
 			if (eg_execute(&grant_rescue, values, nulls, 0) == 1)
 			{
 				out->outcome = "reclaimed";
@@ -660,7 +649,7 @@ key_filter(Datum array, bool isnull, EgKeyFilter *filter)
 
 /*
  * Marks the running claims of owners that are gone; see owner.h. Connects
- * SPI (connect_spi) only when a sweep is due.
+ * SPI (eg_connect_spi) only when a sweep is due.
  */
 static void
 sweep_dead_owners(bool *spi)
@@ -674,7 +663,7 @@ sweep_dead_owners(bool *spi)
 	if (!eg_owner_sweep_due(&epoch))
 		return;
 
-	connect_spi(spi);
+	eg_connect_spi(spi);
 	n = eg_execute(&running_owners, NULL, NULL, 0);
 	pids = (int32 *) palloc(sizeof(int32) * (n + 1));
 	starts = (TimestampTz *) palloc(sizeof(TimestampTz) * (n + 1));
@@ -777,7 +766,7 @@ claim_pending_rows(ReturnSetInfo *rsinfo, Datum *values, char *nulls, int32 max_
 	{
 		values[1] = Int32GetDatum(max_claims);
 		values[7] = Int64GetDatum(after);
-		connect_spi(spi);
+		eg_connect_spi(spi);
 		emit_claimed(rsinfo, eg_execute(&claim_pending_statement, values, nulls, 0), counts);
 	}
 }
@@ -832,7 +821,7 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	if (counts.claimed < (uint64) max_claims)
 	{
 		values[1] = Int32GetDatum(max_claims - (int32) counts.claimed);
-		connect_spi(&spi);
+		eg_connect_spi(&spi);
 		emit_claimed(rsinfo, eg_execute(&rescue_statement, values, nulls, 0), &counts);
 		last_rescue_pass = now;
 		if (counts.claimed + counts.rescued < (uint64) max_claims)

@@ -70,3 +70,13 @@ eg_result_not_null(uint64 row, int column)
 		elog(ERROR, "execguard: unexpected NULL in column %d of an internal query", column);
 	return value;
 }
+
+void
+eg_connect_spi(bool *connected)
+{
+	if (!*connected)
+	{
+		SPI_connect();
+		*connected = true;
+	}
+}

@@ -34,4 +34,11 @@ extern uint64 eg_execute(EgStatement *statement, Datum *values, const char *null
 extern Datum eg_result(uint64 row, int column, bool *isnull);
 extern Datum eg_result_not_null(uint64 row, int column);
 
+/*
+ * Connects SPI unless *connected says so already, and sets it: for callers
+ * that connect only for the first statement they need (most claims need
+ * none) and call SPI_finish at the end if they did.
+ */
+extern void eg_connect_spi(bool *connected);
+
 #endif							/* EXECGUARD_PG_SPI_PLANS_H */
