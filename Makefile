@@ -21,6 +21,7 @@ PG_OBJS = \
 	extension/pg/normalize_models.o \
 	extension/pg/submit_job.o \
 	extension/pg/claims.o \
+	extension/pg/claim_next.o \
 	extension/pg/arguments.o \
 	extension/pg/grant.o \
 	extension/pg/key_lookup.o \

@@ -9,29 +9,8 @@
 
 #include "postgres.h"
 
-#include "utils/tuplestore.h"
-
 #include "grant.h"
 #include "writer.h"
-
-/* claim_next's regions or models filter: canonical text elements, or any. */
-typedef struct EgKeyFilter
-{
-	bool		any;
-	Datum	   *elements;
-	int			n;
-} EgKeyFilter;
-
-/*
- * claim_pending_statement: grants up to max_claims due pending rows with
- * execution_id > after, oldest first, skipping rows another transaction
- * holds. Each granted row goes to store as an execguard.claimed_execution;
- * returns the number granted and sets *newest to the highest id granted.
- */
-extern uint64 eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant,
-									  const EgKeyFilter *regions, const EgKeyFilter *models,
-									  int64 after, Tuplestorestate *store, TupleDesc store_desc,
-									  int64 *newest);
 
 typedef enum EgInsertResult
 {
