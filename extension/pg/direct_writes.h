@@ -32,14 +32,4 @@ typedef enum EgInsertResult
 extern EgInsertResult eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant,
 										   int64 *execution_id);
 
-/* complete_statement: true when the row was running with this token. */
-extern bool eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Datum result);
-
-/*
- * heartbeat_statement: extends the lease to lease_expires_at and re-records
- * the owner of an owner-tracked claim; true when running with this token.
- */
-extern bool eg_direct_heartbeat(EgWriter *writer, int64 execution_id, int64 fencing_token,
-								TimestampTz lease_expires_at, Datum owner_pid, Datum owner_backend_start);
-
 #endif							/* EXECGUARD_PG_DIRECT_WRITES_H */
