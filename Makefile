@@ -23,6 +23,7 @@ PG_OBJS = \
 	extension/pg/claims.o \
 	extension/pg/claim_next.o \
 	extension/pg/fenced_writes.o \
+	extension/pg/job_operations.o \
 	extension/pg/arguments.o \
 	extension/pg/grant.o \
 	extension/pg/key_lookup.o \

@@ -53,8 +53,6 @@ extern "C"
 extern "C"
 {
 PG_FUNCTION_INFO_V1(execguard_claim_execution);
-PG_FUNCTION_INFO_V1(execguard_cancel_job);
-PG_FUNCTION_INFO_V1(execguard_retry_job);
 }
 
 /* A claim that keeps losing races this often reports it instead of spinning. */
@@ -392,84 +390,4 @@ execguard_claim_execution(PG_FUNCTION_ARGS)
 	values[3] = Int32GetDatum(result.attempt);
 	nulls[3] = !result.has_row;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
-}
-
-/* ---------------------------------------------------------------------- */
-/* Job-level operations                                                   */
-/* ---------------------------------------------------------------------- */
-
-/*
- * Two statements, in this order: the job row is locked (waiting for any
- * first claim of one of its keys, which holds FOR SHARE on it) before the
- * executions are cancelled with a new snapshot, so a claim that raced the
- * cancel is either refused or cancelled here, never left running.
- */
-static EgStatement cancel_job_row = {
-	"UPDATE execguard.jobs SET cancelled_at = coalesce(cancelled_at, pg_catalog.now()) WHERE job_id = $1",
-	1, {TEXTOID}, NULL
-};
-
-static EgStatement cancel_executions = {
-	"WITH cancelled AS ("
-	"  UPDATE execguard.executions SET status = 'cancelled', finished_at = pg_catalog.now(), "
-	"         lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
-	"   WHERE job_id = $1 AND status IN ('pending', 'running') "
-	"  RETURNING execution_id), "
-	"dequeued AS (" DEQUEUE("cancelled") ") "
-	"SELECT 1 FROM cancelled",
-	1, {TEXTOID}, NULL
-};
-
-/* Failed units get a fresh attempt budget; completed ones are never touched. */
-static EgStatement retry_statement = {
-	"WITH retried AS ("
-	"  UPDATE execguard.executions AS e SET status = 'pending', not_before = NULL, finished_at = NULL, "
-	"         max_attempts = e.attempt + coalesce((SELECT j.max_attempts FROM execguard.jobs AS j "
-	"                                               WHERE j.job_id = $1), 3) "
-	"   WHERE job_id = $1 AND status = 'failed' "
-	"     AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
-	"                      WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL) "
-	"  RETURNING e.execution_id), "
-	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM retried") ") "
-	"SELECT 1 FROM retried",
-	1, {TEXTOID}, NULL
-};
-
-extern "C" Datum
-execguard_cancel_job(PG_FUNCTION_ARGS)
-{
-	Datum		job_id = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
-	int32		cancelled;
-	int32		jobs;
-
-	eg_require_schema();
-	SPI_connect();
-	jobs = (int32) eg_execute(&cancel_job_row, &job_id, NULL, 0);
-	cancelled = (int32) eg_execute(&cancel_executions, &job_id, NULL, 0);
-	SPI_finish();
-
-	if (cancelled > 0 || jobs > 0)
-		Async_Notify("execguard_cancel", text_to_cstring(DatumGetTextPP(job_id)));
-	eg_count(EG_EXECUTIONS_CANCELLED, (uint64) cancelled);
-	PG_RETURN_INT32(cancelled);
-}
-
-extern "C" Datum
-execguard_retry_job(PG_FUNCTION_ARGS)
-{
-	Datum		job_id = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
-	uint64		n;
-
-	eg_require_schema();
-	SPI_connect();
-	n = eg_execute(&retry_statement, &job_id, NULL, 0);
-	SPI_finish();
-
-	if (n > 0)
-	{
-		Async_Notify("execguard_work", text_to_cstring(DatumGetTextPP(job_id)));
-		eg_claim_next_from_oldest();
-	}
-	eg_count(EG_RETRIES_SCHEDULED, n);
-	PG_RETURN_INT32((int32) n);
 }
