@@ -20,7 +20,7 @@ PG_OBJS = \
 	extension/pg/module.o \
 	extension/pg/normalize_models.o \
 	extension/pg/submit_job.o \
-	extension/pg/claims.o \
+	extension/pg/claim_execution.o \
 	extension/pg/claim_next.o \
 	extension/pg/fenced_writes.o \
 	extension/pg/job_operations.o \
@@ -30,7 +30,6 @@ PG_OBJS = \
 	extension/pg/executions_table.o \
 	extension/pg/writer.o \
 	extension/pg/queue_rows.o \
-	extension/pg/direct_writes.o \
 	extension/pg/owner.o \
 	extension/pg/spi_plans.o \
 	extension/pg/no_jit.o \

@@ -2,9 +2,9 @@
  * extension/pg/executions_table.h
  *
  * execguard.executions and execguard.queue as the direct-access code sees
- * them (key_lookup.cpp, direct_writes.cpp): the oids of the tables and of
- * the indexes it reads, and the attribute number of every column of
- * executions by name. Looked up once per
+ * them (key_lookup.cpp, writer.h and the direct writes that use it): the
+ * oids of the tables and of the indexes it reads, and the attribute number
+ * of every column of executions by name. Looked up once per
  * backend and kept until a relcache invalidation of the table or one of
  * those indexes (ALTER TABLE, REINDEX, DROP EXTENSION) forgets them.
  */
@@ -68,7 +68,7 @@ typedef struct EgExecutionsTable
 } EgExecutionsTable;
 
 /* Attribute numbers of execguard.queue, fixed by its CREATE TABLE. */
-/* max_attempts of an execution whose job has no row (claims.cpp: coalesce(..., 3)) */
+/* max_attempts of an execution whose job has no row (insert_key: coalesce(..., 3)) */
 #define EG_DEFAULT_MAX_ATTEMPTS 3
 
 #define EG_QUEUE_EXECUTION_ID 1

@@ -14,7 +14,7 @@ extern int	eg_rescue_interval_ms;
 
 /*
  * execguard.direct_writes: the hot writes go through the table access
- * method (direct_writes.h) rather than SQL statements. Off is for
+ * method (writer.h) rather than SQL statements. Off is for
  * diagnosis and for running the test suites on both paths.
  */
 extern bool eg_direct_writes;

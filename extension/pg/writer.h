@@ -30,8 +30,9 @@
  * when execguard.direct_writes is off; the caller then runs its SQL
  * statement instead, which does the same thing more slowly.
  *
- * The writes themselves, each the twin of an SQL statement, are declared
- * in direct_writes.h; this is what they share.
+ * Each write itself lives in the file of its operation, beside the SQL
+ * statement that is its twin (claim_execution.cpp, claim_next.cpp,
+ * fenced_writes.cpp); this is what they share.
  *
  * Values written here satisfy the column domains by construction (only the
  * SQL statements' expressions are coerced to domains); the domains guard
