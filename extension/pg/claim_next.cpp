@@ -2,11 +2,12 @@
  * extension/pg/claim_next.cpp
  *
  * claim_next: a worker's request for up to max_claims executions, from any
- * job. Each call first marks the claims of owners that are gone (when a
+ * job. Each call marks the claims of owners that are gone (only when a
  * tracked backend has exited since this session last looked), then grants
- * due pending rows oldest first, and at least every rescue_interval (or
- * whenever pending rows do not fill the request) rescues expired or
- * orphaned claims and fails those on their last attempt.
+ * due pending rows, oldest first from after the newest it claimed last;
+ * at least every execguard.rescue_interval, and whenever those do not fill
+ * the request, it also rescues expired or orphaned claims, fails those on
+ * their last allowed attempt, and grants pending rows from the oldest.
  *
  * The scan of pending rows is made by direct writes (eg_direct_claim_pending,
  * beside claim_pending_statement, its SQL twin), which run unless direct

@@ -252,7 +252,10 @@ fill_complete(EgWriter *writer, const void *arg)
 	eg_set_column(writer, EG_COL_OWNER_BACKEND_START, (Datum) 0, true);
 }
 
-/* complete_statement by direct writes: true when the row was running with this token. */
+/*
+ * complete_statement by direct writes: true when the row was running with
+ * this token.
+ */
 static bool
 eg_direct_complete(EgWriter *writer, int64 execution_id, int64 fencing_token, Datum result)
 {

@@ -1,9 +1,10 @@
 /*
  * extension/pg/writer.cpp
  *
- * The writer of writer.h. Plain C-style code: nothing with a destructor, so an
- * error raised below unwinds cleanly; the relation and index locks, buffer
- * pins and the active snapshot are released by the transaction's abort.
+ * The writer of writer.h. Plain C-style code: nothing with a destructor,
+ * so an error raised below unwinds cleanly; the relation and index locks,
+ * buffer pins and the active snapshot are released by the transaction's
+ * abort.
  */
 /* PostgreSQL declares its API with C linkage only when asked to. */
 extern "C"
