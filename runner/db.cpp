@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "utf8.h"
+
 namespace execguard::runner {
 
 namespace {
@@ -18,6 +20,13 @@ std::string quote_array_element(const std::string& value) {
         out += c;
     }
     return out + "\"";
+}
+
+// A result as jsonb text. interpret_response already made every string
+// storable; the handler is the last guard, so that a byte it missed costs
+// a U+FFFD, not an exception out of the work loop.
+std::string jsonb_text(const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // (execution_id, fencing_token) pairs as the two bigint[] parameters of an
@@ -106,7 +115,8 @@ void DbConnection::throw_error(const std::string& what, const PGresult* result) 
     if (message.empty() && conn_) message = PQerrorMessage(conn_);
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
     const bool lost = !connected();
-    throw DbError(what + ": " + message, lost);
+    const char* sqlstate = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+    throw DbError(what + ": " + message + (sqlstate ? std::string(" (SQLSTATE ") + sqlstate + ")" : ""), lost);
 }
 
 PgResult DbConnection::exec(const std::string& sql, const std::vector<std::optional<std::string>>& params) {
@@ -210,7 +220,7 @@ std::vector<bool> DbConnection::complete_executions(const std::vector<Completion
         "SELECT c.execution_id, c.accepted FROM execguard.complete_executions($1::bigint[], $2::bigint[], "
         "ARRAY(SELECT r.value FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS r(value, position) "
         "ORDER BY r.position)) AS c",
-        {to_pg_int8_array(ids), to_pg_int8_array(tokens), results.dump()});
+        {to_pg_int8_array(ids), to_pg_int8_array(tokens), jsonb_text(results)});
     std::vector<bool> accepted(completions.size(), false);
     for (int i = 0; i < PQntuples(result.get()); ++i) {
         const std::int64_t id = std::stoll(PQgetvalue(result.get(), i, 0));
@@ -224,7 +234,7 @@ std::vector<bool> DbConnection::complete_executions(const std::vector<Completion
 bool DbConnection::complete_execution(std::int64_t execution_id, std::int64_t fencing_token,
                                       const nlohmann::json& result) {
     auto r = exec("SELECT execguard.complete_execution($1::bigint, $2::bigint, $3::jsonb)",
-                  {std::to_string(execution_id), std::to_string(fencing_token), result.dump()});
+                  {std::to_string(execution_id), std::to_string(fencing_token), jsonb_text(result)});
     return PQgetvalue(r.get(), 0, 0)[0] == 't';
 }
 
@@ -234,7 +244,7 @@ std::string DbConnection::fail_execution(std::int64_t execution_id, std::int64_t
     std::optional<std::string> retry_after;
     if (retry_after_seconds) retry_after = to_pg_interval(*retry_after_seconds);
     auto result = exec("SELECT execguard.fail_execution($1::bigint, $2::bigint, $3, $4::boolean, $5::interval)",
-                       {std::to_string(execution_id), std::to_string(fencing_token), error,
+                       {std::to_string(execution_id), std::to_string(fencing_token), storable_text(error),
                         std::string(retryable ? "true" : "false"), retry_after});
     return PQgetvalue(result.get(), 0, 0);
 }

@@ -4,7 +4,8 @@
 // when it is shared); every PGresult is owned by a PgResult (unique_ptr
 // with PQclear). The typed calls mirror the execguard SQL API and throw
 // DbError; DbError::connection_lost() tells a dropped connection (reconnect
-// and try again later) from an SQL error.
+// and try again later) from an SQL error (whose message ends with its
+// SQLSTATE).
 #pragma once
 
 #include <cstdint>
@@ -102,7 +103,8 @@ public:
     // Returns, per input, whether the completion was accepted.
     std::vector<bool> complete_executions(const std::vector<CompletionRequest>& completions);
     bool complete_execution(std::int64_t execution_id, std::int64_t fencing_token, const nlohmann::json& result);
-    // 'retry_scheduled', 'failed' or 'stale'.
+    // 'retry_scheduled', 'failed' or 'stale'. `error` is made storable
+    // (valid UTF-8, no NUL) here, whatever its source.
     std::string fail_execution(std::int64_t execution_id, std::int64_t fencing_token, const std::string& error,
                                bool retryable, std::optional<double> retry_after_seconds);
     bool release_execution(std::int64_t execution_id, std::int64_t fencing_token);

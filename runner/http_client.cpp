@@ -19,13 +19,18 @@ struct Upload {
     const std::string* body = nullptr;
     std::size_t sent = 0;  // bytes handed to libcurl so far
 };
+// The response body as libcurl writes it (see write_body).
+struct ResponseBody {
+    std::string bytes;
+    bool too_large = false;  // passed kMaxResponseBodyBytes; the transfer stopped there
+};
 }  // namespace
 
 struct HttpClient::Transfer {
     HttpTransfer request;
     CURL* easy = nullptr;
     curl_slist* header_list = nullptr;
-    std::string response_body;
+    ResponseBody response_body;
     std::map<std::string, std::string> response_headers;
     std::chrono::steady_clock::time_point started;
     Upload upload;
@@ -63,12 +68,16 @@ int seek_body(void* user, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_FAIL;
 }
 
+// A runaway response must not eat the runner's memory: past the cap the
+// transfer stops (CURLE_WRITE_ERROR), and the flag tells that apart from a
+// network failure, because the provider did answer.
 std::size_t write_body(char* data, std::size_t size, std::size_t count, void* user) {
-    auto* body = static_cast<std::string*>(user);
-    // A runaway response must not eat the runner's memory.
-    constexpr std::size_t kMaxBody = 16 * 1024 * 1024;
-    if (body->size() + size * count > kMaxBody) return 0;
-    body->append(data, size * count);
+    auto* body = static_cast<ResponseBody*>(user);
+    if (body->bytes.size() + size * count > kMaxResponseBodyBytes) {
+        body->too_large = true;
+        return 0;
+    }
+    body->bytes.append(data, size * count);
     return size * count;
 }
 
@@ -147,10 +156,11 @@ void HttpClient::run() {
         done.outcome.latency_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t.started).count();
         if (!aborted) {
-            done.outcome.transport = classify_curl(code);
+            done.outcome.transport =
+                t.response_body.too_large ? TransportError::response_too_large : classify_curl(code);
             if (code != CURLE_OK) done.outcome.transport_message = curl_easy_strerror(code);
             curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &done.outcome.status);
-            done.outcome.body = std::move(t.response_body);
+            done.outcome.body = std::move(t.response_body.bytes);
             done.outcome.headers = std::move(t.response_headers);
         }
         curl_multi_remove_handle(multi, t.easy);

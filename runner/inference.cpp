@@ -6,6 +6,10 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "utf8.h"
 
 namespace execguard::runner {
 
@@ -50,20 +54,92 @@ bool mentions_status_class(const std::string& text, char first_digit) {
     return false;
 }
 
-std::string truncate(const std::string& s, std::size_t n = 300) { return s.size() <= n ? s : s.substr(0, n) + "..."; }
-
+// The `error` member of a 200 error body, as text (not yet repaired).
 std::string error_text(const nlohmann::json& error) {
-    if (error.is_string()) return error.get<std::string>();
-    if (error.is_object() && error.contains("message") && error["message"].is_string())
-        return error["message"].get<std::string>();
-    return error.dump();
+    if (error.is_string()) return error.get_ref<const std::string&>();
+    if (error.is_object()) {
+        auto message = error.find("message");
+        if (message != error.end() && message->is_string()) return message->get_ref<const std::string&>();
+    }
+    if (nested_deeper_than(error, kMaxProviderJsonDepth))
+        return "(an error value nested deeper than " + std::to_string(kMaxProviderJsonDepth) + " levels)";
+    return error.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-InferenceResult failure(ErrorClass c, std::string message) {
+InferenceResult failure(ErrorClass c, const std::string& message) {
     InferenceResult r;
     r.error_class = c;
-    r.error_message = truncate(message, 1000);
+    r.error_message = excerpt(message, 1000);
     return r;
+}
+
+std::string count_of(std::size_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// A value of the provider's JSON as it can be stored: U+0000 in strings and
+// keys becomes U+FFFD (the parser has already refused invalid UTF-8 inside
+// strings). The caller has checked the depth, which bounds the recursion.
+nlohmann::json storable_json(const nlohmann::json& value, TextRepairs& repairs, std::size_t& dropped_members) {
+    if (value.is_string()) return storable_text(value.get_ref<const std::string&>(), &repairs);
+    if (value.is_array()) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& element : value) out.push_back(storable_json(element, repairs, dropped_members));
+        return out;
+    }
+    if (value.is_object()) {
+        nlohmann::json out = nlohmann::json::object();
+        for (const auto& [key, member] : value.items()) {
+            std::string stored_key = storable_text(key, &repairs);
+            // "a<NUL>" and "a<U+FFFD>" would become one key: keep the first
+            // (in key order) and say so, never merge silently.
+            if (out.contains(stored_key)) {
+                ++dropped_members;
+                continue;
+            }
+            out[std::move(stored_key)] = storable_json(member, repairs, dropped_members);
+        }
+        return out;
+    }
+    return value;  // numbers, booleans, null: jsonb takes what the parser took
+}
+
+// object[key] as stored in the result (null when absent). What had to change
+// is noted in altered[key].
+nlohmann::json provider_value(const nlohmann::json& object, const char* key, nlohmann::json& altered) {
+    auto it = object.find(key);
+    if (it == object.end()) return nullptr;
+    if (nested_deeper_than(*it, kMaxProviderJsonDepth)) {
+        altered[key] = "nested deeper than " + std::to_string(kMaxProviderJsonDepth) + " levels; stored as null";
+        return nullptr;
+    }
+    TextRepairs repairs;
+    std::size_t dropped_members = 0;
+    nlohmann::json stored = storable_json(*it, repairs, dropped_members);
+    std::string note = describe(repairs);
+    if (dropped_members != 0)
+        note += (note.empty() ? "" : "; ") + count_of(dropped_members, "member", "members") +
+                " dropped: its key became another's after the replacement";
+    if (!note.empty()) altered[key] = note;
+    return stored;
+}
+
+// A provider string (content, request id) as stored, noting any change.
+std::string provider_text(const std::string& text, const char* field, nlohmann::json& altered) {
+    TextRepairs repairs;
+    std::string stored = storable_text(text, &repairs);
+    if (repairs.any()) altered[field] = describe(repairs);
+    return stored;
+}
+
+// "[json.exception.parse_error.101] parse error at ..." -> "parse error at ...".
+std::string parse_error_reason(const char* what) {
+    std::string reason = what;
+    if (!reason.empty() && reason[0] == '[') {
+        const auto end = reason.find("] ");
+        if (end != std::string::npos) reason.erase(0, end + 2);
+    }
+    return reason;
 }
 
 }  // namespace
@@ -82,11 +158,41 @@ const char* to_string(ErrorClass c) {
             return "network";
         case ErrorClass::permanent:
             return "permanent";
+        case ErrorClass::response_too_large:
+            return "response_too_large";
+        case ErrorClass::result_refused:
+            return "result_refused";
     }
     return "permanent";
 }
 
-bool is_retryable(ErrorClass c) { return c != ErrorClass::permanent && c != ErrorClass::none; }
+bool is_retryable(ErrorClass c) {
+    switch (c) {
+        case ErrorClass::rate_limit:
+        case ErrorClass::server_error:
+        case ErrorClass::timeout:
+        case ErrorClass::network:
+            return true;
+        case ErrorClass::none:
+        case ErrorClass::permanent:
+        case ErrorClass::response_too_large:
+        case ErrorClass::result_refused:
+            return false;
+    }
+    return false;
+}
+
+bool nested_deeper_than(const nlohmann::json& value, int max_depth) {
+    std::vector<std::pair<const nlohmann::json*, int>> pending{{&value, 0}};
+    while (!pending.empty()) {
+        const auto [node, depth] = pending.back();
+        pending.pop_back();
+        if (!node->is_structured()) continue;
+        if (depth + 1 > max_depth) return true;
+        for (const auto& child : *node) pending.emplace_back(&child, depth + 1);
+    }
+    return false;
+}
 
 InferenceRequest build_request(const RegionEndpoint& endpoint, const nlohmann::json& payload) {
     if (!payload.is_object()) throw std::invalid_argument("payload is not an object");
@@ -129,7 +235,7 @@ std::optional<double> parse_retry_after(const std::string& value, std::time_t no
     if (v.empty()) return std::nullopt;
     if (std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c) || c == '.'; })) {
         try {
-            return std::stod(v);
+            return std::min(std::stod(v), kMaxRetryAfterSeconds);
         } catch (const std::exception&) {
             return std::nullopt;
         }
@@ -138,37 +244,58 @@ std::optional<double> parse_retry_after(const std::string& value, std::time_t no
     // IMF-fixdate, e.g. "Wed, 21 Oct 2015 07:28:00 GMT".
     if (strptime(v.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) == nullptr) return std::nullopt;
     const std::time_t when = timegm(&tm);
-    return std::max(0.0, std::difftime(when, now));
+    return std::clamp(std::difftime(when, now), 0.0, kMaxRetryAfterSeconds);
 }
 
 InferenceResult interpret_response(const HttpOutcome& outcome) {
-    if (outcome.transport == TransportError::timeout)
-        return failure(ErrorClass::timeout, "timeout: " + outcome.transport_message);
-    if (outcome.transport == TransportError::network)
-        return failure(ErrorClass::network, "network: " + outcome.transport_message);
+    // The class is not repeated in the message: the caller writes "class: message".
+    if (outcome.transport == TransportError::timeout) return failure(ErrorClass::timeout, outcome.transport_message);
+    if (outcome.transport == TransportError::network) return failure(ErrorClass::network, outcome.transport_message);
 
     std::optional<double> retry_after;
     if (auto it = outcome.headers.find("retry-after"); it != outcome.headers.end())
         retry_after = parse_retry_after(it->second, std::time(nullptr));
 
     const std::string status_text = "HTTP " + std::to_string(outcome.status);
+    if (outcome.transport == TransportError::response_too_large && outcome.status >= 200 && outcome.status < 300)
+        return failure(ErrorClass::response_too_large,
+                       status_text + ": the response body is larger than " +
+                           std::to_string(kMaxResponseBodyBytes / (1024 * 1024)) +
+                           " MiB; the model answered, so the request is not sent again");
+    // An error status with an oversized body did no work: classified by its
+    // status, on the part that was read.
     if (outcome.status != 200) {
+        const std::string message = status_text + ": " + excerpt(outcome.body, kErrorBodyExcerptBytes);
         InferenceResult r;
         if (outcome.status == 429 || mentions_rate_limit(outcome.body))
-            r = failure(ErrorClass::rate_limit, status_text + ": " + truncate(outcome.body));
+            r = failure(ErrorClass::rate_limit, message);
         else if (outcome.status >= 500)
-            r = failure(ErrorClass::server_error, status_text + ": " + truncate(outcome.body));
+            r = failure(ErrorClass::server_error, message);
         else if (outcome.status == 408)
-            r = failure(ErrorClass::timeout, status_text + ": " + truncate(outcome.body));
+            r = failure(ErrorClass::timeout, message);
         else
-            r = failure(ErrorClass::permanent, status_text + ": " + truncate(outcome.body));
+            r = failure(ErrorClass::permanent, message);
         r.retry_after_seconds = retry_after;
         return r;
     }
 
-    nlohmann::json body = nlohmann::json::parse(outcome.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object())
-        return failure(ErrorClass::permanent, "malformed response: not a JSON object: " + truncate(outcome.body, 200));
+    // JSON must be UTF-8 and nlohmann refuses a body that is not. A model
+    // cut inside a multibyte token (a real provider bug) would lose a paid
+    // answer, so ill-formed bytes become U+FFFD and the result says so.
+    TextRepairs body_repairs;
+    std::string repaired_body;
+    if (!is_valid_utf8(outcome.body)) repaired_body = to_valid_utf8(outcome.body, &body_repairs);
+    const std::string& body_text = body_repairs.any() ? repaired_body : outcome.body;
+
+    nlohmann::json body;
+    try {
+        body = nlohmann::json::parse(body_text);
+    } catch (const nlohmann::json::exception& e) {
+        return failure(ErrorClass::permanent, "malformed response: not JSON (" + parse_error_reason(e.what()) +
+                                                  "): " + excerpt(body_text, 200));
+    }
+    if (!body.is_object())
+        return failure(ErrorClass::permanent, "malformed response: not a JSON object: " + excerpt(body_text, 200));
 
     // A 200 that reports an error is a failure, never a result.
     const bool success_false = body.contains("success") && body["success"] == false;
@@ -192,23 +319,32 @@ InferenceResult interpret_response(const HttpOutcome& outcome) {
     const auto& choice = (*choices)[0];
     if (!choice.is_object() || !choice.contains("message") || !choice["message"].is_object())
         return failure(ErrorClass::permanent, "malformed response: choices[0].message missing");
-    const auto& content = choice["message"].value("content", nlohmann::json());
-    if (!content.is_string()) return failure(ErrorClass::permanent, "malformed response: no message content");
+    const auto& message = choice["message"];
+    auto content = message.find("content");
+    if (content == message.end() || !content->is_string())
+        return failure(ErrorClass::permanent, "malformed response: no message content");
 
+    // Every string below is valid UTF-8 (parsed) but may hold U+0000, which
+    // jsonb refuses (22P05): it becomes U+FFFD, noted in "altered".
+    nlohmann::json altered = nlohmann::json::object();
+    if (body_repairs.any()) altered["response"] = describe(body_repairs);
     InferenceResult r;
     r.result = {
-        {"text", content},
-        {"usage", body.value("usage", nlohmann::json())},
+        {"text", provider_text(content->get_ref<const std::string&>(), "text", altered)},
+        {"usage", provider_value(body, "usage", altered)},
         {"latency_ms", static_cast<long long>(outcome.latency_seconds * 1000.0 + 0.5)},
-        {"finish_reason", choice.value("finish_reason", nlohmann::json())},
-        {"model", body.value("model", nlohmann::json())},
+        {"finish_reason", provider_value(choice, "finish_reason", altered)},
+        {"model", provider_value(body, "model", altered)},
     };
     std::string request_id;
-    if (auto it = outcome.headers.find("x-request-id"); it != outcome.headers.end())
-        request_id = it->second;
-    else if (body.contains("id") && body["id"].is_string())
-        request_id = body["id"].get<std::string>();
+    if (auto it = outcome.headers.find("x-request-id"); it != outcome.headers.end()) {
+        // A header value may hold any byte a provider sends.
+        request_id = provider_text(it->second, "provider_request_id", altered);
+    } else if (auto id = body.find("id"); id != body.end() && id->is_string()) {
+        request_id = provider_text(id->get_ref<const std::string&>(), "provider_request_id", altered);
+    }
     r.result["provider_request_id"] = request_id.empty() ? nlohmann::json() : nlohmann::json(request_id);
+    if (!altered.empty()) r.result["altered"] = std::move(altered);
     return r;
 }
 

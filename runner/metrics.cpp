@@ -15,7 +15,7 @@ namespace {
 
 const char* const kFinishedResults[] = {"completed", "failed", "retry_scheduled", "released", "stale", "cancelled"};
 const ErrorClass kErrorClasses[] = {ErrorClass::rate_limit, ErrorClass::server_error, ErrorClass::timeout,
-                                    ErrorClass::network, ErrorClass::permanent};
+                                    ErrorClass::network,    ErrorClass::permanent,    ErrorClass::response_too_large};
 const CircuitBreaker::State kBreakerStates[] = {CircuitBreaker::State::closed, CircuitBreaker::State::open,
                                                 CircuitBreaker::State::half_open};
 
