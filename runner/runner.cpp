@@ -223,7 +223,17 @@ void Runner::process_http_completions(TimePoint now) {
         in_flight_.erase(it);
         f.claim.payload = nullptr;
         const std::string& region = f.claim.region;
-        InferenceResult r = interpret_response(c.outcome);
+        InferenceResult r;
+        try {
+            r = interpret_response(c.outcome);
+        } catch (const std::exception& e) {
+            // interpret_response is written not to throw on anything a
+            // provider sends; if it ever does, this execution fails (and
+            // says why) instead of the whole runner and every call in flight.
+            r = InferenceResult{};
+            r.error_class = ErrorClass::permanent;
+            r.error_message = std::string("the response could not be interpreted: ") + e.what();
+        }
         if (c.outcome.transport == TransportError::none)
             metrics_.inference_duration(region, f.claim.model_id, c.outcome.latency_seconds);
         CircuitBreaker& breaker = breakers_.at(region);
@@ -268,11 +278,7 @@ void Runner::process_http_completions(TimePoint now) {
     }
 }
 
-void Runner::flush_writes() {
-    // Completions in one round trip; failures and releases one by one. A
-    // write leaves the queue only once the database has answered, so a
-    // dropped connection re-sends it after reconnecting (the fencing token
-    // makes that safe).
+bool Runner::write_completion_batch() {
     std::vector<CompletionRequest> batch;
     std::vector<std::size_t> positions;
     for (std::size_t i = 0; i < pending_writes_.size() && batch.size() < 200; ++i) {
@@ -281,42 +287,79 @@ void Runner::flush_writes() {
         batch.push_back({w.claim.execution_id, w.claim.fencing_token, w.result});
         positions.push_back(i);
     }
-    if (!batch.empty()) {
-        std::vector<bool> accepted;
-        try {
-            accepted = db_.complete_executions(batch);
-        } catch (const DbError& e) {
-            if (e.connection_lost() || !db_.connected()) throw;
-            // The batch function failed as SQL: complete one by one instead, so
-            // a result is never dropped for want of the batch form.
-            log::warn("db_error",
-                      {{"during", "complete_executions"}, {"error", e.what()}, {"fallback", "complete_execution"}});
-            accepted.clear();
-            for (const auto& c : batch) {
-                try {
-                    accepted.push_back(db_.complete_execution(c.execution_id, c.fencing_token, c.result));
-                } catch (const DbError& e2) {
-                    if (e2.connection_lost() || !db_.connected()) throw;
-                    log::error(
-                        "db_error",
-                        {{"during", "complete_execution"}, {"execution_id", c.execution_id}, {"error", e2.what()}});
-                    accepted.push_back(false);
-                }
+    if (batch.empty()) return false;
+    std::vector<bool> accepted;
+    // Per batch position: why the database refused that result, if it did.
+    std::vector<std::optional<std::string>> refused(batch.size());
+    try {
+        accepted = db_.complete_executions(batch);
+    } catch (const DbError& e) {
+        if (e.connection_lost() || !db_.connected()) throw;
+        // The batch function failed as SQL: complete one by one instead, so
+        // a result is never dropped for want of the batch form.
+        log::warn("db_error",
+                  {{"during", "complete_executions"}, {"error", e.what()}, {"fallback", "complete_execution"}});
+        accepted.clear();
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+            const auto& c = batch[k];
+            try {
+                accepted.push_back(db_.complete_execution(c.execution_id, c.fencing_token, c.result));
+            } catch (const DbError& e2) {
+                if (e2.connection_lost() || !db_.connected()) throw;
+                log::error("db_error",
+                           {{"during", "complete_execution"}, {"execution_id", c.execution_id}, {"error", e2.what()}});
+                accepted.push_back(false);
+                refused[k] = e2.what();
             }
         }
-        for (std::size_t k = 0; k < batch.size(); ++k) {
-            const auto& w = pending_writes_[positions[k]];
-            metrics_.finished(accepted[k] ? "completed" : "stale");
-            if (accepted[k])
-                log_execution(log::Level::info, "execution_completed", w.claim);
-            else
-                log_execution(log::Level::warn, "completion_refused", w.claim);
-        }
-        for (auto it = positions.rbegin(); it != positions.rend(); ++it)
-            pending_writes_.erase(pending_writes_.begin() + static_cast<std::ptrdiff_t>(*it));
     }
-    while (!pending_writes_.empty()) {
-        auto& w = pending_writes_.front();
+    std::vector<std::size_t> written;  // positions done with
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+        auto& w = pending_writes_[positions[k]];
+        if (refused[k]) {
+            // The database will not store this result (a trigger, a
+            // constraint, or a value the runner failed to make storable).
+            // Dropping it would leave the row running until its lease
+            // ends and run the model again, silently and paid for; so
+            // the execution fails, not retryable, with the reason.
+            log_execution(log::Level::error, "result_refused", w.claim, {{"error", *refused[k]}});
+            w.kind = PendingWrite::Kind::fail;
+            w.error_class = ErrorClass::result_refused;
+            w.error = std::string(to_string(ErrorClass::result_refused)) +
+                      ": the database refused the result: " + *refused[k];
+            w.retryable = false;
+            w.retry_after_seconds = std::nullopt;
+            w.result = nullptr;
+            continue;  // written below, with the other failures
+        }
+        metrics_.finished(accepted[k] ? "completed" : "stale");
+        if (accepted[k])
+            log_execution(log::Level::info, "execution_completed", w.claim);
+        else
+            log_execution(log::Level::warn, "completion_refused", w.claim);
+        written.push_back(positions[k]);
+    }
+    for (auto it = written.rbegin(); it != written.rend(); ++it)
+        pending_writes_.erase(pending_writes_.begin() + static_cast<std::ptrdiff_t>(*it));
+    return true;
+}
+
+void Runner::flush_writes() {
+    // Completions first, up to 200 per round trip, until none is queued:
+    // claim() runs next, and claim_next would take back (owner gone, lease
+    // over) an execution whose result is still waiting here. Then failures
+    // and releases, one by one. A write leaves the queue only once the
+    // database has answered, so a dropped connection re-sends it after
+    // reconnecting (the fencing token makes that safe).
+    while (write_completion_batch()) {
+    }
+    // Every completion was written above; one is never dropped here unwritten.
+    for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
+        auto& w = *it;
+        if (w.kind == PendingWrite::Kind::complete) {
+            ++it;
+            continue;
+        }
         try {
             if (w.kind == PendingWrite::Kind::fail) {
                 const std::string outcome = db_.fail_execution(w.claim.execution_id, w.claim.fencing_token, w.error,
@@ -339,7 +382,7 @@ void Runner::flush_writes() {
             if (e.connection_lost() || !db_.connected()) throw;
             log::error("db_error", {{"during", "write"}, {"execution_id", w.claim.execution_id}, {"error", e.what()}});
         }
-        pending_writes_.pop_front();
+        it = pending_writes_.erase(it);
     }
 }
 

@@ -69,6 +69,9 @@ private:
     void process_notifications();
     void process_http_completions(TimePoint now);
     void flush_writes();
+    // One complete_executions round trip for up to 200 queued completions;
+    // false when none was queued.
+    bool write_completion_batch();
     void send_heartbeats(TimePoint now);
     void claim(TimePoint now);
     void start_execution(ClaimedExecution claim, bool probe, TimePoint now);

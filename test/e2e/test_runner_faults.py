@@ -221,3 +221,77 @@ def test_runner_without_execution_state_stops_a_cancelled_call_as_a_lost_lease_a
     wait_until(lambda: run("SELECT count(*) FROM execguard.executions WHERE job_id = %s AND status = 'completed'",
                            (second,)) == [(2,)], what="the next job to complete")
     assert fake.count() == 3
+
+
+@pytest.mark.parametrize("mode, error_class, extra", [
+    ("close", "network", ()),
+    ("hang", "timeout", ("--request-timeout", "0.5s")),
+])
+def test_a_transport_failure_names_its_class_once_in_the_rows_error(db, fake, start_runner, job_id, region_prefix,
+                                                                    mode, error_class, extra):
+    # Was "network: network: ..." and "timeout: timeout: ...".
+    region = region_prefix + "-us-east"
+    fake.control(region=region, mode=mode)
+    start_runner([region], *extra)
+    db.submit_job(spec(job_id, region, 1, max_attempts=1))
+    wait_until(lambda: db.status_counts(job_id).get("failed") == 1, what="the execution to fail")
+    error = db.executions(job_id)[0]["error"]
+    assert error.startswith(error_class + ": ") and not error.startswith(error_class + ": " + error_class), error
+
+
+def test_more_than_one_batch_of_results_at_once_are_all_written(db, fake, start_runner, job_id, region_prefix):
+    # complete_executions takes 200 results per statement. Was: the rest
+    # were popped from the queue unwritten, left running, and run again
+    # after their lease. The table is locked while the calls finish, so
+    # every result waits in the runner at once.
+    region = region_prefix + "-us-east"
+    questions = 230
+    fake.control(region=region, latency=3.0)
+    start_runner([region], "--concurrency", str(questions), "--lease", "10s")
+    db.submit_job(spec(job_id, region, questions))
+    wait_until(lambda: fake.in_progress() == questions, timeout=60, what="every call in flight")
+    locker = psycopg2.connect("")
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE execguard.executions IN ACCESS EXCLUSIVE MODE")
+        wait_until(lambda: fake.count() == questions and fake.in_progress() == 0, timeout=60,
+                   what="every call to finish while the table is locked")
+    finally:
+        locker.rollback()
+        locker.close()
+    wait_until(lambda: db.status_counts(job_id).get("completed") == questions, timeout=60,
+               what="every result to be written")
+    assert fake.count() == questions
+    assert all(r["attempt"] == 1 for r in db.executions(job_id))
+
+
+@pytest.fixture
+def trigger_refusing_some_results(db):
+    """A trigger that refuses any result whose text mentions "refuse me"."""
+    db.query("CREATE FUNCTION public.eg_e2e_refuse_result() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN IF NEW.result->>'text' LIKE '%refuse me%' THEN "
+             "RAISE EXCEPTION 'refused by the test trigger' USING ERRCODE = '23514'; END IF; "
+             "RETURN NEW; END $$")
+    db.query("CREATE TRIGGER eg_e2e_refuse_result BEFORE UPDATE ON execguard.executions "
+             "FOR EACH ROW EXECUTE FUNCTION public.eg_e2e_refuse_result()")
+    yield
+    db.query("DROP TRIGGER eg_e2e_refuse_result ON execguard.executions")
+    db.query("DROP FUNCTION public.eg_e2e_refuse_result()")
+
+
+def test_a_result_the_database_refuses_fails_the_execution_instead_of_running_it_again(
+        db, fake, start_runner, job_id, region_prefix, trigger_refusing_some_results):
+    # Was: counted as stale and dropped; the row stayed running until its
+    # lease and the model was called again (and again).
+    region = region_prefix + "-us-east"
+    answer = {"id": "x", "choices": [{"message": {"content": "please refuse me"}, "finish_reason": "stop"}]}
+    fake.control(region=region, mode="raw", body=json.dumps(answer))
+    runner = start_runner([region])
+    db.submit_job(spec(job_id, region, 1, max_attempts=3))
+    wait_until(lambda: db.status_counts(job_id).get("failed") == 1, what="the execution to fail")
+    row = db.executions(job_id)[0]
+    assert row["attempt"] == 1 and row["result"] is None
+    assert row["error"].startswith("result_refused: the database refused the result: "), row["error"]
+    assert "refused by the test trigger" in row["error"] and "23514" in row["error"]
+    assert fake.count() == 1
+    assert runner.metric('execguard_runner_executions_finished_total{result="stale"}') == 0
