@@ -81,12 +81,47 @@ bool parse_bool(const std::string& field, const std::string& text) {
     throw ConfigError(field + ": '" + text + "' is not a boolean");
 }
 
-// "NAME=VALUE" -> pair; `field` names the setting in errors.
-std::pair<std::string, std::string> split_assignment(const std::string& field, const std::string& text) {
+// "NAME=VALUE" -> pair; `field` and `position` (0-based, among the
+// setting's values) name it in errors. The text is not shown: a URL may
+// carry credentials, and a mistyped entry may be a key.
+std::pair<std::string, std::string> split_assignment(const std::string& field, std::size_t position,
+                                                     const std::string& text) {
     auto eq = text.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
-        throw ConfigError(field + ": '" + text + "' is not NAME=VALUE");
+        throw ConfigError(field + "[" + std::to_string(position) + "]: is not NAME=VALUE (the value is not shown)");
     return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+// libpq quotes the part of a conninfo it could not parse, and that can be
+// the password or part of it ('invalid percent-encoded token: "S3cret%zz"',
+// 'missing "=" after "word"' for an unquoted password with a space). So
+// quoted text is hidden, except the punctuation libpq says it expected.
+std::string without_quoted_values(const std::string& message) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < message.size()) {
+        const auto open = message.find('"', at);
+        if (open == std::string::npos) {
+            out += message.substr(at);
+            break;
+        }
+        out += message.substr(at, open - at);
+        const auto close = message.find('"', open + 1);
+        const std::string quoted =
+            message.substr(open + 1, close == std::string::npos ? std::string::npos : close - open - 1);
+        out += (quoted == "=" || quoted == ":" || quoted == "/" || quoted == "]") ? "\"" + quoted + "\""
+                                                                                  : std::string("(hidden)");
+        if (close == std::string::npos) break;
+        at = close + 1;
+    }
+    return out;
+}
+
+// The first line of a message, without toml11's "[error] " prefix.
+std::string first_line(const std::string& message) {
+    std::string line = message.substr(0, message.find('\n'));
+    if (line.rfind("[error] ", 0) == 0) line.erase(0, 8);
+    return line;
 }
 
 // A TOML scalar as the text a flag would carry, so one parser serves both.
@@ -112,10 +147,15 @@ std::string default_worker_id() {
 void read_config_file(const std::string& path, std::map<std::string, std::string>& file_values,
                       std::vector<RegionEndpoint>& regions, std::vector<std::string>& models) {
     toml::value root;
+    // toml11's messages go on to quote the offending line, which may be the
+    // `database` line with its password: only what is wrong, and where.
     try {
         root = toml::parse(path);
+    } catch (const toml::exception& e) {
+        throw ConfigError("config: cannot read " + path + ": line " + std::to_string(e.location().line()) + ": " +
+                          first_line(e.what()) + " (the line is not shown)");
     } catch (const std::exception& e) {
-        throw ConfigError(std::string("config: cannot read ") + path + ": " + e.what());
+        throw ConfigError("config: cannot read " + path + ": " + first_line(e.what()));
     }
     if (!root.is_table()) throw ConfigError("config: " + path + " is not a TOML table");
     std::set<std::string> scalar_keys;
@@ -212,7 +252,7 @@ void validate_config(const Config& c) {
             std::string message = error ? error : "invalid conninfo";
             PQfreemem(error);
             while (!message.empty() && message.back() == '\n') message.pop_back();
-            throw ConfigError("database: " + message);
+            throw ConfigError("database: " + without_quoted_values(message));
         }
         PQconninfoFree(options);
     }
@@ -223,10 +263,14 @@ void validate_config(const Config& c) {
         const std::string field = "regions." + r.name;
         if (r.name.empty()) throw ConfigError("regions: a region name is empty");
         if (!seen.insert(r.name).second) throw ConfigError(field + ": configured twice");
+        // Neither value is shown: a URL may carry credentials, and a key given
+        // by mistake for the variable's name would be printed.
         if (r.base_url.rfind("http://", 0) != 0 && r.base_url.rfind("https://", 0) != 0)
-            throw ConfigError(field + ".base_url: must start with http:// or https:// (got '" + r.base_url + "')");
+            throw ConfigError(field + ".base_url: must start with http:// or https://");
         if (!r.api_key_env.empty() && std::getenv(r.api_key_env.c_str()) == nullptr)
-            throw ConfigError(field + ".api_key_env: environment variable " + r.api_key_env + " is not set");
+            throw ConfigError(field +
+                              ".api_key_env: names an environment variable that is not set (the name is not shown, "
+                              "in case it is a key: give the variable's name, not its value)");
     }
     for (const auto& m : c.models)
         if (m.empty()) throw ConfigError("models: a model id is empty");
@@ -252,7 +296,7 @@ void validate_config(const Config& c) {
     if (colon == std::string::npos || colon == 0 || colon + 1 == c.metrics_listen.size())
         throw ConfigError("metrics_listen: expected host:port (got '" + c.metrics_listen + "')");
     const std::string port = c.metrics_listen.substr(colon + 1);
-    if (!std::all_of(port.begin(), port.end(), ::isdigit) || std::stol(port) > 65535)
+    if (port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stol(port) > 65535)
         throw ConfigError("metrics_listen: '" + port + "' is not a port");
     static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
     if (!levels.count(c.log_level)) throw ConfigError("log_level: must be one of trace, debug, info, warn, error");
@@ -309,6 +353,9 @@ Config load_config(int argc, const char* const* argv) {
         ->envname("EXECGUARD_MODEL_NAMES")
         ->delimiter(',');
 
+    // Unexpected arguments are reported here, not by CLI11, which would print
+    // them all: one may be a key typed after a flag that does not exist.
+    app.allow_extras();
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -319,6 +366,20 @@ Config load_config(int argc, const char* const* argv) {
         throw HelpRequested("execguard-runner 0.1.0\n");
     } catch (const CLI::ParseError& e) {
         throw ConfigError(std::string("command line: ") + e.what());
+    }
+    if (!app.remaining().empty()) {
+        std::string flags;
+        std::size_t values = 0;
+        for (const auto& argument : app.remaining()) {
+            if (argument.size() > 1 && argument[0] == '-') {
+                flags += (flags.empty() ? "" : ", ") + argument.substr(0, argument.find('='));
+                if (argument.find('=') != std::string::npos) ++values;
+            } else {
+                ++values;
+            }
+        }
+        throw ConfigError("command line: unexpected arguments: " + (flags.empty() ? std::string("none") : flags) +
+                          " and " + std::to_string(values) + " value(s) (values are not shown)");
     }
 
     std::map<std::string, std::string> file_values;
@@ -375,10 +436,11 @@ Config load_config(int argc, const char* const* argv) {
     // add new ones; --api-key-env and --model-name apply to those regions.
     const std::string default_key_env = value("api_key_env").value_or("");
     std::map<std::string, std::string> flag_model_names;
-    for (const auto& m : model_map_flags) flag_model_names.insert(split_assignment("model_name", m));
+    for (std::size_t i = 0; i < model_map_flags.size(); ++i)
+        flag_model_names.insert(split_assignment("model_name", i, model_map_flags[i]));
     if (region_option->count() > 0) {
-        for (const auto& r : region_flags) {
-            auto [name, url] = split_assignment("region", r);
+        for (std::size_t i = 0; i < region_flags.size(); ++i) {
+            auto [name, url] = split_assignment("region", i, region_flags[i]);
             auto it = std::find_if(regions.begin(), regions.end(), [&](const auto& e) { return e.name == name; });
             if (it == regions.end()) {
                 RegionEndpoint region;

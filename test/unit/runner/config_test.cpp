@@ -127,6 +127,60 @@ TEST_F(ConfigTest, TomlRefusalsNameTheKey) {
     expect_refused({"--config", "/nonexistent/runner.toml"}, "config");
 }
 
+// Expects a ConfigError naming `field` that does not contain `secret`.
+void expect_refused_without(std::vector<std::string> args, const std::string& field, const std::string& secret) {
+    try {
+        load(std::move(args));
+        FAIL() << "accepted, expected refusal naming " << field;
+    } catch (const ConfigError& e) {
+        const std::string message = e.what();
+        EXPECT_EQ(message.rfind(field, 0), 0u) << message;
+        EXPECT_EQ(message.find(secret), std::string::npos) << message;
+    }
+}
+
+TEST_F(ConfigTest, RefusalsNeverPrintASecret) {
+    // libpq quotes the token it cannot parse.
+    expect_refused_without({"--region", "r=http://h", "--database", "postgresql://u:S3cret%zzPW@h/db"}, "database",
+                           "S3cret");
+    // An unquoted password with a space: libpq names the word after it.
+    expect_refused_without({"--region", "r=http://h", "--database", "host=h password=S3cret PWtail"}, "database",
+                           "PWtail");
+    // A key given where the variable's name belongs.
+    expect_refused_without({"--region", "r=http://h", "--api-key-env", "sk-live-S3cretKey"}, "regions.r.api_key_env",
+                           "S3cretKey");
+    // A URL with credentials and a wrong scheme; an entry that is not NAME=URL.
+    expect_refused_without({"--region", "r=ftp://u:S3cret@h"}, "regions.r.base_url", "S3cret");
+    expect_refused_without({"--region", "u:S3cret@h"}, "region[0]", "S3cret");
+    // A key typed after a flag that does not exist.
+    expect_refused_without({"--region", "r=http://h", "--api-key", "sk-S3cretKey"}, "command line", "S3cret");
+    expect_refused_without({"--region", "r=http://h", "--api-key=sk-S3cretKey"}, "command line", "S3cret");
+}
+
+TEST_F(ConfigTest, ATomlSyntaxErrorNamesTheLineButDoesNotPrintIt) {
+    const std::string path =
+        write_file("secret.toml", "worker_id = \"a\"\ndatabase = \"postgres://u:S3cretPW@h/db\nconcurrency = 3\n");
+    expect_refused_without({"--config", path}, "config", "S3cret");
+    try {
+        load({"--config", path});
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
+    }
+}
+
+TEST_F(ConfigTest, ConninfoErrorsKeepWhatIsNotSecret) {
+    try {
+        load({"--region", "r=http://h", "--database", "host=h password"});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("missing \"=\""), std::string::npos) << e.what();
+    }
+}
+
+TEST_F(ConfigTest, AMetricsPortTooLongForANumberIsRefusedNotACrash) {
+    expect_refused({"--region", "r=http://h", "--metrics-listen", "127.0.0.1:99999999999999999999"}, "metrics_listen");
+}
+
 TEST_F(ConfigTest, HelpListsEveryOption) {
     try {
         load({"--help"});
