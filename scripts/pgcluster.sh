@@ -12,6 +12,13 @@
 # clients. The server is the PG_MAJOR (or PG_CONFIG) of scripts/lib.sh; a
 # cluster must be stopped by the same major that started it. PostgreSQL refuses to run as root, so when run as root the server
 # runs as the 'postgres' user, which must be able to reach DIR.
+#
+# EG_CLUSTER_STOCK=1 when a cluster is first started makes it a stock one:
+# its postgresql.conf adds to initdb's defaults only the port, listen and
+# socket settings, shared_preload_libraries = 'execguard' and a
+# log_line_prefix (no pg_stat_statements, fsync, shared_buffers, ...), for
+# benchmarks that must see the server as a DBA installs it (bench/backlog).
+# Without it the cluster gets the test settings of the start command below.
 set -euo pipefail
 
 die() { echo "pgcluster: $*" >&2; exit 1; }
@@ -64,7 +71,17 @@ start)
         echo "$PG_BIN" >"$dir/pg_bin"
         PG_BIN=$PG_BIN eg_initdb "$dir" || die "initdb failed"
         port=$(free_port)
-        cat >>"$data/postgresql.conf" <<CONF
+        if [ "${EG_CLUSTER_STOCK:-0}" = 1 ]; then
+            cat >>"$data/postgresql.conf" <<CONF
+# execguard stock cluster (EG_CLUSTER_STOCK=1): initdb's defaults otherwise
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$socket'
+shared_preload_libraries = 'execguard'
+log_line_prefix = '%m [%p] '
+CONF
+        else
+            cat >>"$data/postgresql.conf" <<CONF
 # execguard test cluster
 port = $port
 listen_addresses = '127.0.0.1'
@@ -78,6 +95,7 @@ shared_buffers = 256MB
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
 CONF
+        fi
     fi
     port=$(sed -n 's/^port = \([0-9]*\)$/\1/p' "$data/postgresql.conf" | tail -n 1)
     eg_as_server_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null ||
