@@ -77,6 +77,18 @@ die() {
     bad "$*"
     exit 1
 }
+# logged LOG COMMAND...: the command's output goes to LOG, not the report.
+logged() {
+    local log=$1
+    shift
+    "$@" >>"$log" 2>&1
+}
+# "${as_service_user[@]}" COMMAND...: as the unit runs the runner: its
+# user and group, no supplementary groups, no new privileges, no
+# capabilities. setpriv and env exec, so $! of a command started with & is
+# the runner itself (a shell function would put a subshell between them).
+as_service_user=(setpriv --reuid=execguard-runner --regid=execguard-runner --clear-groups --no-new-privs
+    --inh-caps=-all --bounding-set=-all env HOME=/var/lib/execguard-runner)
 
 if [ "$(id -u)" != 0 ]; then
     echo "test/packaging/run.sh installs packages and creates a system user: run it as root" >&2
@@ -133,8 +145,8 @@ restore_machine() {
         done <"/var/lib/dpkg/info/$package.md5sums"
     done
     check "packaged files were not replaced by someone else during the test ($replaced replaced)" test "$replaced" = 0
-    check "dpkg --purge ${PACKAGES[*]}" dpkg --purge "${PACKAGES[@]}" >>"$logs/purge.log" 2>&1
-    if (cd "$backup" && find . -mindepth 1 -print -quit | grep -q .); then
+    check "dpkg --purge ${PACKAGES[*]}" logged "$logs/purge.log" dpkg --purge "${PACKAGES[@]}"
+    if [ -n "$(ls -A "$backup")" ]; then
         check "files that were there before are back" cp -a "$backup/." /
     fi
     if [ -s "$tmp/before.sha256" ]; then
@@ -143,7 +155,7 @@ restore_machine() {
     fi
     check "no package left installed or as config files" not_installed_at_all
     check "the purge removed the system user and its group" \
-        bash -c '! getent passwd execguard-runner && ! getent group execguard-runner' >/dev/null
+        bash -c '! getent passwd execguard-runner >/dev/null && ! getent group execguard-runner >/dev/null' 
 }
 
 not_installed_at_all() {
@@ -267,7 +279,8 @@ step "Copying aside the files the packages will replace"
 : >"$tmp/before.sha256"
 while read -r path; do
     if [ -e "$path" ] || [ -L "$path" ]; then
-        cp -a --parents "$path" "$backup/"
+        mkdir -p "$backup$(dirname "$path")"
+        cp -a "$path" "$backup$path"
         sha256sum "$path" >>"$tmp/before.sha256"
         echo "  kept $path"
     fi
@@ -295,7 +308,7 @@ done
 IFS=: read -r _ _ uid _ _ home shell < <(getent passwd execguard-runner || true)
 check "system user execguard-runner (uid ${uid:-none} < 1000, home ${home:-none}, shell ${shell:-none})" \
     bash -c "[ -n '$uid' ] && [ '$uid' -lt 1000 ] && [ '$home' = /var/lib/execguard-runner ] && [ '$shell' = /usr/sbin/nologin ]"
-check "group execguard-runner" getent group execguard-runner
+check "group execguard-runner" logged "$logs/install.log" getent group execguard-runner
 check "/etc/default/execguard-runner is 0600 root:root" \
     test "$(stat -c '%a %U:%G' /etc/default/execguard-runner)" = "600 root:root"
 check "the unit is installed but not enabled" \
@@ -315,9 +328,10 @@ check "systemd-analyze security: exposure ${exposure:-?} is at most 2.0" \
     python3 -c "import sys; sys.exit(0 if '$exposure' and float('$exposure') <= 2.0 else 1)"
 # The runner's defaults, as its --help states them (seconds).
 help_default() { # flag
+    # awk reads to the end: exiting early would SIGPIPE --help (pipefail).
     /usr/bin/execguard-runner --help | awk -v flag="$1" '
         index($0, flag " ") { found = 1 }
-        found && match($0, /\[default: [0-9.]+s\]/) { print substr($0, RSTART + 10, RLENGTH - 12); exit }'
+        found && !done && match($0, /\[default: [0-9.]+s\]/) { print substr($0, RSTART + 10, RLENGTH - 12); done = 1 }'
 }
 grace=$(help_default --grace-period)
 connect=$(help_default --connect-timeout)
@@ -337,7 +351,7 @@ check "TimeoutStopSec (${stop_timeout}s) exceeds the runner's worst-case stop ($
 step "The installed runner and its example configuration"
 check "/usr/bin/execguard-runner --help" bash -c "/usr/bin/execguard-runner --help >/dev/null"
 set +e
-runuser -u execguard-runner -- /usr/bin/execguard-runner --config /etc/execguard/runner.toml >"$logs/runner-default-config.log" 2>&1
+"${as_service_user[@]}" /usr/bin/execguard-runner --config /etc/execguard/runner.toml >"$logs/runner-default-config.log" 2>&1
 rc=$?
 set -e
 sed 's/^/  /' "$logs/runner-default-config.log"
@@ -347,7 +361,7 @@ check "the shipped runner.toml parses and is refused only for want of a region (
 sed -E 's/^# (([a-z_]+|"[^"]*") = .*|\[.*\])$/\1/' /etc/execguard/runner.toml >"$tmp/runner-example.toml"
 chmod 644 "$tmp/runner-example.toml"
 chmod 755 "$tmp"
-runuser -u execguard-runner -- env US_EAST_API_KEY=unused /usr/bin/execguard-runner \
+"${as_service_user[@]}" env US_EAST_API_KEY=unused /usr/bin/execguard-runner \
     --config "$tmp/runner-example.toml" --metrics-listen 127.0.0.1:0 >"$logs/runner-example-config.log" 2>&1 &
 example_pid=$!
 pids+=("$example_pid")
@@ -406,7 +420,7 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$tmp/fake.port" ] && break; sleep 0.1; done
 fake=http://127.0.0.1:$(head -n 1 "$tmp/fake.port")
 # As the service runs it: the package's binary, as the package's user.
-runuser -u execguard-runner -- env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" PGDATABASE="$PGDATABASE" \
+"${as_service_user[@]}" env PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER="$PGUSER" PGDATABASE="$PGDATABASE" \
     /usr/bin/execguard-runner --worker-id pkg-runner --metrics-listen 127.0.0.1:0 \
     --region "us-east=$fake/us-east" --poll-interval 1s >"$logs/runner.log" 2>&1 &
 runner_pid=$!
