@@ -157,4 +157,25 @@ SELECT * FROM execguard.claim_next(repeat('w', 201));
 SELECT * FROM execguard.claim_next('w', 1, track_owner => NULL);
 \echo :LAST_ERROR_SQLSTATE
 
+-- A filtered worker reads only what it serves: with 200 pending rows of a
+-- region and a model it does not serve ahead of its own, each filtered
+-- claim reads one execution row, the one it takes (the queue rows carry
+-- region and model). Filters of regions, of models, and of both; a filter
+-- that names its region twice takes the row once. In one transaction, so
+-- that the statistics counters are this transaction's.
+SELECT executions_created FROM execguard.submit_job(jsonb_build_object(
+    'id', 'cn-elsewhere', 'models', '["other-model"]'::jsonb, 'regions', '["elsewhere"]'::jsonb,
+    'questions', pg_temp.prompts(200)));
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "cn-here", "models": ["m1", "m2"], "regions": ["here"], "questions": ["q1", "q2"]}');
+BEGIN;
+SELECT pg_stat_get_xact_tuples_fetched('execguard.executions_pkey'::regclass) AS fetched \gset
+SELECT model_id, question_id FROM execguard.claim_next('w-here', 1, regions => '{here}');
+SELECT model_id, question_id FROM execguard.claim_next('w-here', 1, models => '{m2}');
+SELECT model_id, question_id FROM execguard.claim_next('w-here', 1, regions => '{here, HERE}', models => '{m1, m2}');
+SELECT model_id, question_id FROM execguard.claim_next('w-here', 5, regions => '{here, here}') ORDER BY execution_id;
+SELECT pg_stat_get_xact_tuples_fetched('execguard.executions_pkey'::regclass) - :fetched AS execution_rows_read;
+COMMIT;
+SELECT count(*) AS claimed_elsewhere FROM execguard.executions WHERE job_id = 'cn-elsewhere' AND status <> 'pending';
+
 \i sql/include/queue_in_step.sql

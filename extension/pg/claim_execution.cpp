@@ -93,9 +93,9 @@ static EgStatement insert_key = {
 	"         coalesce((SELECT max_attempts FROM job), 3) "
 	"   WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL) "
 	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
-	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
-	"queued AS (INSERT INTO execguard.queue (execution_id, lease_expires_at) "
-	"           SELECT execution_id, lease_expires_at FROM created) "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at, region, model_id), "
+	"queued AS (INSERT INTO execguard.queue (execution_id, lease_expires_at, region, model_id) "
+	"           SELECT execution_id, lease_expires_at, region, model_id FROM created) "
 	"SELECT execution_id, fencing_token, attempt FROM created",
 	8, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
 };
@@ -331,7 +331,7 @@ static EgStatement grant_pending = {
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
 	"   WHERE execution_id = $1 AND status = 'pending' "
 	"     AND (not_before IS NULL OR not_before <= pg_catalog.now()) "
-	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at, region, model_id), "
 	"queued AS (" QUEUE_AS_RUNNING("granted") ") "
 	"SELECT fencing_token, attempt FROM granted",
 	5, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID}, NULL
@@ -343,7 +343,7 @@ static EgStatement grant_rescue = {
 	"  UPDATE execguard.executions AS e SET " GRANT_SET("$2", "$3", "$4", "$5")
 	"   WHERE execution_id = $1 AND status = 'running' AND fencing_token = $6 "
 	"     AND attempt < max_attempts "
-	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at), "
+	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at, region, model_id), "
 	"queued AS (" QUEUE_AS_RUNNING("granted") ") "
 	"SELECT fencing_token, attempt FROM granted",
 	6, {INT8OID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID, INT8OID}, NULL

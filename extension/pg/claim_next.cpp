@@ -123,7 +123,7 @@ static EgStatement mark_owner_gone = {
 	"                                      WHERE q.lease_expires_at > '-infinity')) "
 	"     AND e.status = 'running' AND e.owner_pid = $1 AND e.owner_backend_start = $2 "
 	"     AND e.lease_expires_at > '-infinity' "
-	"  RETURNING e.execution_id, e.lease_expires_at) "
+	"  RETURNING e.execution_id, e.lease_expires_at, e.region, e.model_id) "
 	QUEUE_AS_RUNNING("marked"),
 	2, {INT4OID, TIMESTAMPTZOID}, NULL
 };
@@ -185,7 +185,7 @@ static EgStatement mark_owner_gone = {
 /* The same for due pending rows meeting claim_next's filters. */
 #define DUE_PENDING_ROWS(AFTER) \
 	"FROM execguard.queue AS q " \
-	"WHERE q.lease_expires_at IS NULL " AFTER \
+	"WHERE q.lease_expires_at IS NULL " AFTER CLAIM_FILTERS("q") \
 	"  AND (SELECT true FROM execguard.executions AS e " \
 	"        WHERE e.execution_id = q.execution_id AND e.status = 'pending' " \
 	"          AND (e.not_before IS NULL OR e.not_before <= pg_catalog.now()) " CLAIM_FILTERS("e") \
@@ -262,93 +262,221 @@ filter_admits(const EgKeyFilter *filter, Datum value)
 }
 
 /*
+ * Above this many (region, model) pairs in a filter of both, the pairs are
+ * not sought one by one: the scans are by region, and each row's model is
+ * checked.
+ */
+#define MAX_PAIR_SCANS 64
+
+/* One index range of pending queue rows, oldest first, for the merge. */
+typedef struct PendingScan
+{
+	IndexScanDesc scan;
+	TupleTableSlot *entry;		/* the current queue row of the range */
+	bool		done;
+} PendingScan;
+
+/*
+ * Opens the range of pending queue rows with execution_id > after in index
+ * indexid, whose leading columns equal region and then model where those
+ * are given ((Datum) 0 where not: a text datum is never 0), and reads its
+ * first row.
+ */
+static void
+begin_pending_scan(EgWriter *writer, PendingScan *scan, Oid indexid, Datum region, Datum model, int64 after)
+{
+	Relation	index = eg_open_index(writer->queue_result_rel, indexid);
+	ScanKeyData keys[3];
+	int			nkeys = 0;
+
+	for (int i = 0; i < 2; i++)
+	{
+		Datum		value = i == 0 ? region : model;
+
+		if (value == (Datum) 0)
+			continue;
+		ScanKeyEntryInitialize(&keys[nkeys], 0, nkeys + 1, BTEqualStrategyNumber, InvalidOid,
+							   index->rd_indcollation[nkeys], F_TEXTEQ, value);
+		nkeys++;
+	}
+	ScanKeyInit(&keys[nkeys], nkeys + 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	nkeys++;
+	scan->scan = eg_index_beginscan(writer->queue, index, writer->snapshot, nkeys, 0);
+	scan->entry = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
+	index_rescan(scan->scan, keys, nkeys, NULL, 0);
+	scan->done = !index_getnext_slot(scan->scan, ForwardScanDirection, scan->entry);
+}
+
+/*
+ * The index ranges that hold exactly the pending rows a filter admits
+ * (execguard.queue's partial indexes of pending rows): all of them; one
+ * range per region, per model, or per (region, model) pair. Returns how
+ * many were opened into *scans.
+ */
+static int
+begin_pending_scans(EgWriter *writer, const EgKeyFilter *regions, const EgKeyFilter *models, int64 after,
+					PendingScan **scans)
+{
+	const EgExecutionsTable *table = writer->table;
+	bool		pairs = !regions->any && !models->any && regions->n * models->n <= MAX_PAIR_SCANS;
+	int			n = regions->any ? (models->any ? 1 : models->n) : (pairs ? regions->n * models->n : regions->n);
+	int			k = 0;
+
+	*scans = (PendingScan *) palloc(sizeof(PendingScan) * (n + 1));
+	if (regions->any && models->any)
+		begin_pending_scan(writer, &(*scans)[k++], table->queue_pending_index, (Datum) 0, (Datum) 0, after);
+	else if (regions->any)
+		for (int m = 0; m < models->n; m++)
+			begin_pending_scan(writer, &(*scans)[k++], table->queue_pending_model_index, (Datum) 0,
+							   models->elements[m], after);
+	else if (pairs)
+		for (int r = 0; r < regions->n; r++)
+			for (int m = 0; m < models->n; m++)
+				begin_pending_scan(writer, &(*scans)[k++], table->queue_pending_region_model_index,
+								   regions->elements[r], models->elements[m], after);
+	else
+		for (int r = 0; r < regions->n; r++)
+			begin_pending_scan(writer, &(*scans)[k++], table->queue_pending_region_index, regions->elements[r],
+							   (Datum) 0, after);
+	Assert(k == n);
+	return n;
+}
+
+/* The range whose current row is the oldest, or -1 when all are done. */
+static int
+oldest_pending_scan(PendingScan *scans, int n, int64 *execution_id)
+{
+	int			oldest = -1;
+
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int64		id;
+
+		if (scans[i].done)
+			continue;
+		id = DatumGetInt64(slot_getattr(scans[i].entry, EG_QUEUE_EXECUTION_ID, &isnull));
+		if (oldest < 0 || id < *execution_id)
+		{
+			oldest = i;
+			*execution_id = id;
+		}
+	}
+	return oldest;
+}
+
+/*
+ * Grants the pending row of queue row entry if it is due, admitted by the
+ * filters and nobody else holds it; false if it was not granted.
+ */
+static bool
+claim_pending_entry(EgWriter *writer, TupleTableSlot *entry, const EgGrant *grant, const EgKeyFilter *regions,
+					const EgKeyFilter *models, TimestampTz now, Datum running)
+{
+	bool		isnull;
+	Datum		not_before;
+
+	/* The version the snapshot sees is pending, and its execution too. */
+	slot_getattr(entry, EG_QUEUE_LEASE_EXPIRES_AT, &isnull);
+	if (!isnull)
+		return false;
+	if (!eg_writer_fetch(writer, DatumGetInt64(slot_getattr(entry, EG_QUEUE_EXECUTION_ID, &isnull))) ||
+		eg_row_status(writer->row) != EG_STATUS_PENDING)
+		return false;
+	not_before = eg_column(writer->row, EG_COL_NOT_BEFORE, &isnull);
+	if (!isnull && DatumGetTimestampTz(not_before) > now)
+		return false;
+	/* Checked on the execution, whatever range the row came from. */
+	if (!filter_admits(regions, eg_column_not_null(writer->row, EG_COL_REGION)) ||
+		!filter_admits(models, eg_column_not_null(writer->row, EG_COL_MODEL_ID)))
+		return false;
+
+	eg_writer_prepare(writer);
+	eg_set_column(writer, EG_COL_STATUS, running, false);
+	eg_set_column(writer, EG_COL_ATTEMPT,
+				  Int32GetDatum(DatumGetInt32(eg_prepared_column(writer, EG_COL_ATTEMPT)) + 1), false);
+	eg_set_column(writer, EG_COL_FENCING_TOKEN,
+				  Int64GetDatum(DatumGetInt64(eg_prepared_column(writer, EG_COL_FENCING_TOKEN)) + 1), false);
+	eg_set_column(writer, EG_COL_WORKER, grant->worker, grant->worker_null);
+	eg_set_column(writer, EG_COL_OWNER_PID, grant->owner_pid, grant->owner_null);
+	eg_set_column(writer, EG_COL_OWNER_BACKEND_START, grant->owner_backend_start, grant->owner_null);
+	eg_set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(grant->lease_expires_at), false);
+	eg_set_column(writer, EG_COL_NOT_BEFORE, (Datum) 0, true);
+	eg_set_column(writer, EG_COL_STARTED_AT, TimestampTzGetDatum(now), false);
+	eg_set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
+	if (eg_writer_update(writer, false) != EG_WRITE_DONE)
+		return false;
+	eg_queue_set(writer, DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID)), false,
+				 grant->lease_expires_at, &entry->tts_tid);
+	return true;
+}
+
+/*
  * claim_pending_statement by direct writes: grants up to max_claims due
  * pending rows with execution_id > after, oldest first, skipping rows
  * another transaction holds. Each granted row goes to store as an
  * execguard.claimed_execution; returns the number granted and sets *newest
  * to the highest id granted.
  *
- * Rows are taken in the order of the queue's index of pending rows, and
- * decided on the execution's row. A row that another transaction holds,
- * or that changed since the scan's snapshot (claimed, cancelled, or
- * claimed and released again), is skipped, where FOR UPDATE SKIP LOCKED
- * would lock and re-check the newest version of the last kind: such a row
- * is due and is taken by a later call.
+ * Rows are taken in the order of the queue's indexes of pending rows: one
+ * index range for an unfiltered call, else one per region, model or
+ * (region, model) pair of the filters, merged oldest first, so that a
+ * filtered call never reads the pending rows of what it does not serve.
+ * Each row is decided on the execution's row. A row that another
+ * transaction holds, or that changed since the scan's snapshot (claimed,
+ * cancelled, or claimed and released again), is skipped, where FOR UPDATE
+ * SKIP LOCKED would lock and re-check the newest version of the last kind:
+ * such a row is due and is taken by a later call.
  */
 static uint64
 eg_direct_claim_pending(EgWriter *writer, int32 max_claims, const EgGrant *grant,
 						const EgKeyFilter *regions, const EgKeyFilter *models, int64 after,
 						Tuplestorestate *store, TupleDesc store_desc, int64 *newest)
 {
-	Relation	pending = eg_open_index(writer->queue_result_rel, writer->table->queue_pending_index);
-	TupleTableSlot *entry = table_slot_create(writer->queue, &writer->estate->es_tupleTable);
-	IndexScanDesc scan = eg_index_beginscan(writer->queue, pending, writer->snapshot, 1, 0);
+	static const EgColumn claimed_columns[] = {
+		EG_COL_EXECUTION_ID, EG_COL_FENCING_TOKEN, EG_COL_ATTEMPT, EG_COL_JOB_ID,
+		EG_COL_MODEL_ID, EG_COL_REGION, EG_COL_QUESTION_ID, EG_COL_PAYLOAD
+	};
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Datum		running = CStringGetTextDatum("running");
-	ScanKeyData key;
+	PendingScan *scans;
+	int			nscans = begin_pending_scans(writer, regions, models, after, &scans);
+	int64		previous = after;
 	uint64		claimed = 0;
 
-	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-	index_rescan(scan, &key, 1, NULL, 0);
-	while (claimed < (uint64) max_claims && index_getnext_slot(scan, ForwardScanDirection, entry))
+	while (claimed < (uint64) max_claims)
 	{
-		static const EgColumn claimed_columns[] = {
-			EG_COL_EXECUTION_ID, EG_COL_FENCING_TOKEN, EG_COL_ATTEMPT, EG_COL_JOB_ID,
-			EG_COL_MODEL_ID, EG_COL_REGION, EG_COL_QUESTION_ID, EG_COL_PAYLOAD
-		};
+		int64		execution_id = 0;
+		int			oldest = oldest_pending_scan(scans, nscans, &execution_id);
+		bool		granted;
 		Datum		out[lengthof(claimed_columns)];
 		bool		out_null[lengthof(claimed_columns)];
-		bool		isnull;
-		Datum		not_before;
-		int64		execution_id;
 
+		if (oldest < 0)
+			break;
 		CHECK_FOR_INTERRUPTS();
-		/* The version the snapshot sees is pending, and its execution too. */
-		slot_getattr(entry, EG_QUEUE_LEASE_EXPIRES_AT, &isnull);
-		if (!isnull)
-			continue;
-		if (!eg_writer_fetch(writer, DatumGetInt64(slot_getattr(entry, EG_QUEUE_EXECUTION_ID, &isnull))) ||
-			eg_row_status(writer->row) != EG_STATUS_PENDING)
-			continue;
-		not_before = eg_column(writer->row, EG_COL_NOT_BEFORE, &isnull);
-		if (!isnull && DatumGetTimestampTz(not_before) > now)
-			continue;
-		if (!filter_admits(regions, eg_column_not_null(writer->row, EG_COL_REGION)) ||
-			!filter_admits(models, eg_column_not_null(writer->row, EG_COL_MODEL_ID)))
-			continue;
-
-		eg_writer_prepare(writer);
-		eg_set_column(writer, EG_COL_STATUS, running, false);
-		eg_set_column(writer, EG_COL_ATTEMPT,
-					  Int32GetDatum(DatumGetInt32(eg_prepared_column(writer, EG_COL_ATTEMPT)) + 1), false);
-		eg_set_column(writer, EG_COL_FENCING_TOKEN,
-					  Int64GetDatum(DatumGetInt64(eg_prepared_column(writer, EG_COL_FENCING_TOKEN)) + 1), false);
-		eg_set_column(writer, EG_COL_WORKER, grant->worker, grant->worker_null);
-		eg_set_column(writer, EG_COL_OWNER_PID, grant->owner_pid, grant->owner_null);
-		eg_set_column(writer, EG_COL_OWNER_BACKEND_START, grant->owner_backend_start, grant->owner_null);
-		eg_set_column(writer, EG_COL_LEASE_EXPIRES_AT, TimestampTzGetDatum(grant->lease_expires_at), false);
-		eg_set_column(writer, EG_COL_NOT_BEFORE, (Datum) 0, true);
-		eg_set_column(writer, EG_COL_STARTED_AT, TimestampTzGetDatum(now), false);
-		eg_set_column(writer, EG_COL_FINISHED_AT, (Datum) 0, true);
-		if (eg_writer_update(writer, false) != EG_WRITE_DONE)
-			continue;
-		eg_queue_set(writer, DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID)), false,
-					 grant->lease_expires_at, &entry->tts_tid);
-
-		for (size_t c = 0; c < lengthof(claimed_columns); c++)
+		/* A filter that names an element twice has two ranges with the same rows. */
+		granted = execution_id != previous &&
+			claim_pending_entry(writer, scans[oldest].entry, grant, regions, models, now, running);
+		previous = execution_id;
+		if (granted)
 		{
-			AttrNumber	attnum = writer->table->attnum[claimed_columns[c]];
+			for (size_t c = 0; c < lengthof(claimed_columns); c++)
+			{
+				AttrNumber	attnum = writer->table->attnum[claimed_columns[c]];
 
-			out[c] = writer->values[attnum - 1];
-			out_null[c] = writer->isnull[attnum - 1];
+				out[c] = writer->values[attnum - 1];
+				out_null[c] = writer->isnull[attnum - 1];
+			}
+			tuplestore_putvalues(store, store_desc, out, out_null);
+			claimed++;
+			if (execution_id > *newest)
+				*newest = execution_id;
 		}
-		tuplestore_putvalues(store, store_desc, out, out_null);
-		claimed++;
-		execution_id = DatumGetInt64(eg_prepared_column(writer, EG_COL_EXECUTION_ID));
-		if (execution_id > *newest)
-			*newest = execution_id;
+		scans[oldest].done = !index_getnext_slot(scans[oldest].scan, ForwardScanDirection, scans[oldest].entry);
 	}
-	index_endscan(scan);
+	for (int i = 0; i < nscans; i++)
+		index_endscan(scans[i].scan);
 	return claimed;
 }
 

@@ -61,7 +61,9 @@ forget_on_invalidation(Datum arg, Oid relid)
 		return;
 	if (relid == InvalidOid || relid == table.relid || relid == table.pkey_index ||
 		relid == table.key_index || relid == table.queue_relid || relid == table.queue_pkey_index ||
-		relid == table.queue_pending_index || relid == table.jobs_relid || relid == table.jobs_pkey_index)
+		relid == table.queue_pending_index || relid == table.queue_pending_region_index ||
+		relid == table.queue_pending_model_index || relid == table.queue_pending_region_model_index ||
+		relid == table.jobs_relid || relid == table.jobs_pkey_index)
 		table_valid = false;
 }
 
@@ -128,22 +130,33 @@ eg_executions_table(void)
 									 table.attnum[EG_COL_EXECUTION_ID]);
 	table.key_index = checked_index(schema, table.relid, "executions_key", 4, true, table.attnum[EG_COL_JOB_ID]);
 
-	/* Created by the 0.4.0 upgrade script: an older schema cannot work with this library. */
+	/*
+	 * The queue (0.4.0) with its region and model (0.5.0): an older schema
+	 * cannot work with this library.
+	 */
 	table.queue_relid = get_relname_relid(EG_QUEUE, schema);
-	if (!OidIsValid(table.queue_relid))
+	if (!OidIsValid(table.queue_relid) || get_attnum(table.queue_relid, "region") == InvalidAttrNumber)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the execguard extension in this database is older than its library"),
-				 errdetail("The library needs the table %s.%s, which extension version 0.4.0 creates.", EG_SCHEMA,
-						   EG_QUEUE),
+				 errdetail("The library needs the table %s.%s with the columns region and model_id, "
+						   "which extension version 0.5.0 creates.", EG_SCHEMA, EG_QUEUE),
 				 errhint("Run ALTER EXTENSION execguard UPDATE.")));
 	if (get_attnum(table.queue_relid, "execution_id") != EG_QUEUE_EXECUTION_ID ||
-		get_attnum(table.queue_relid, "lease_expires_at") != EG_QUEUE_LEASE_EXPIRES_AT)
+		get_attnum(table.queue_relid, "lease_expires_at") != EG_QUEUE_LEASE_EXPIRES_AT ||
+		get_attnum(table.queue_relid, "region") != EG_QUEUE_REGION ||
+		get_attnum(table.queue_relid, "model_id") != EG_QUEUE_MODEL_ID)
 		elog(ERROR, "execguard: %s.%s does not have the columns execguard created", EG_SCHEMA, EG_QUEUE);
 	table.queue_pkey_index = checked_index(schema, table.queue_relid, "queue_pkey", 1, true,
 										   EG_QUEUE_EXECUTION_ID);
 	table.queue_pending_index = checked_index(schema, table.queue_relid, "queue_pending", 1, false,
 											  EG_QUEUE_EXECUTION_ID);
+	table.queue_pending_region_index = checked_index(schema, table.queue_relid, "queue_pending_region", 2, false,
+													 EG_QUEUE_REGION);
+	table.queue_pending_model_index = checked_index(schema, table.queue_relid, "queue_pending_model", 2, false,
+													EG_QUEUE_MODEL_ID);
+	table.queue_pending_region_model_index = checked_index(schema, table.queue_relid,
+														   "queue_pending_region_model", 3, false, EG_QUEUE_REGION);
 
 	table.jobs_relid = relation_oid(schema, "jobs");
 	table.jobs_job_id = get_attnum(table.jobs_relid, "job_id");

@@ -59,6 +59,10 @@ typedef struct EgExecutionsTable
 	Oid			queue_relid;
 	Oid			queue_pkey_index;	/* queue_pkey (execution_id) */
 	Oid			queue_pending_index;	/* queue_pending (execution_id) WHERE lease IS NULL */
+	/* the same by (region, ...), (model_id, ...) and (region, model_id, ...) */
+	Oid			queue_pending_region_index;
+	Oid			queue_pending_model_index;
+	Oid			queue_pending_region_model_index;
 	/* execguard.jobs, read (and locked FOR SHARE) when a claim creates a key */
 	Oid			jobs_relid;
 	Oid			jobs_pkey_index;	/* jobs_pkey (job_id) */
@@ -73,7 +77,9 @@ typedef struct EgExecutionsTable
 
 #define EG_QUEUE_EXECUTION_ID 1
 #define EG_QUEUE_LEASE_EXPIRES_AT 2
-#define EG_QUEUE_COLUMNS 2
+#define EG_QUEUE_REGION 3
+#define EG_QUEUE_MODEL_ID 4
+#define EG_QUEUE_COLUMNS 4
 
 /*
  * The tables' oids and columns; errors out if the extension's objects are

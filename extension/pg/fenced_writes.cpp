@@ -125,7 +125,7 @@ static EgStatement heartbeat_statement = {
 	"         owner_pid = CASE WHEN owner_pid IS NULL THEN NULL ELSE $4 END, "
 	"         owner_backend_start = CASE WHEN owner_pid IS NULL THEN NULL ELSE $5 END "
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"  RETURNING execution_id, lease_expires_at), "
+	"  RETURNING execution_id, lease_expires_at, region, model_id), "
 	"queued AS (" QUEUE_AS_RUNNING("beat") ") "
 	"SELECT 1 FROM beat",
 	5, {INT8OID, INT8OID, INTERVALOID, INT4OID, TIMESTAMPTZOID}, NULL
@@ -433,8 +433,8 @@ static EgStatement fail_statement = {
 	"             ELSE pg_catalog.now() END, "
 	"         error = $3, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL "
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"  RETURNING e.execution_id, e.status), "
-	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM written WHERE status = 'pending'") "), "
+	"  RETURNING e.execution_id, e.status, e.region, e.model_id), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id, region, model_id FROM written WHERE status = 'pending'") "), "
 	"dequeued AS (" DEQUEUE("written WHERE status <> 'pending'") ") "
 	"SELECT status FROM written",
 	5, {INT8OID, INT8OID, TEXTOID, BOOLOID, INTERVALOID}, NULL
@@ -503,8 +503,8 @@ static EgStatement release_statement = {
 	"         worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
 	"         started_at = NULL, not_before = NULL "
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"  RETURNING execution_id, job_id), "
-	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM released") ") "
+	"  RETURNING execution_id, job_id, region, model_id), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id, region, model_id FROM released") ") "
 	"SELECT job_id FROM released",
 	2, {INT8OID, INT8OID}, NULL
 };

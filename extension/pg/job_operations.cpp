@@ -61,8 +61,8 @@ static EgStatement retry_statement = {
 	"   WHERE job_id = $1 AND status = 'failed' "
 	"     AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
 	"                      WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL) "
-	"  RETURNING e.execution_id), "
-	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id FROM retried") ") "
+	"  RETURNING e.execution_id, e.region, e.model_id), "
+	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id, region, model_id FROM retried") ") "
 	"SELECT 1 FROM retried",
 	1, {TEXTOID}, NULL
 };

@@ -71,6 +71,11 @@ eg_queue_version(EgWriter *writer, int64 execution_id, bool pending, TimestampTz
 	slot->tts_isnull[EG_QUEUE_EXECUTION_ID - 1] = false;
 	slot->tts_values[EG_QUEUE_LEASE_EXPIRES_AT - 1] = TimestampTzGetDatum(lease_expires_at);
 	slot->tts_isnull[EG_QUEUE_LEASE_EXPIRES_AT - 1] = pending;
+	/* By reference, into the execution's row, which stays pinned. */
+	slot->tts_values[EG_QUEUE_REGION - 1] = eg_prepared_column(writer, EG_COL_REGION);
+	slot->tts_isnull[EG_QUEUE_REGION - 1] = false;
+	slot->tts_values[EG_QUEUE_MODEL_ID - 1] = eg_prepared_column(writer, EG_COL_MODEL_ID);
+	slot->tts_isnull[EG_QUEUE_MODEL_ID - 1] = false;
 	ExecStoreVirtualTuple(slot);
 }
 

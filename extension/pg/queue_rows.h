@@ -27,21 +27,26 @@
 
 /*
  * In SQL: QUEUE_AS_RUNNING(CTE) records the grants or heartbeats a CTE
- * returned (execution_id, lease_expires_at); QUEUE_AS_PENDING(SELECT)
- * re-queues executions as pending; DEQUEUE(CTE) removes those a CTE
- * finished. The upserts also mend a missing queue row.
+ * returned (execution_id, lease_expires_at, region, model_id);
+ * QUEUE_AS_PENDING(SELECT) re-queues as pending the executions a SELECT of
+ * (execution_id, region, model_id) names; DEQUEUE(CTE) removes those a CTE
+ * finished. The upserts also mend a missing queue row, which is why they
+ * carry the region and model (they never change on an existing one).
  */
 #define QUEUE_AS_RUNNING(CTE) \
-	"INSERT INTO execguard.queue AS q (execution_id, lease_expires_at) " \
-	"SELECT execution_id, lease_expires_at FROM " CTE " " \
+	"INSERT INTO execguard.queue AS q (execution_id, lease_expires_at, region, model_id) " \
+	"SELECT execution_id, lease_expires_at, region, model_id FROM " CTE " " \
 	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = excluded.lease_expires_at"
 #define QUEUE_AS_PENDING(SELECT) \
-	"INSERT INTO execguard.queue AS q (execution_id) " SELECT " " \
+	"INSERT INTO execguard.queue AS q (execution_id, region, model_id) " SELECT " " \
 	"ON CONFLICT (execution_id) DO UPDATE SET lease_expires_at = NULL"
 #define DEQUEUE(CTE) \
 	"DELETE FROM execguard.queue AS q WHERE q.execution_id = ANY (ARRAY(SELECT execution_id FROM " CTE "))"
 
-/* Fills writer->queue_update: running with lease_expires_at, or pending. */
+/*
+ * Fills writer->queue_update: running with lease_expires_at, or pending,
+ * with the region and model of the execution row the writer has prepared.
+ */
 extern void eg_queue_version(EgWriter *writer, int64 execution_id, bool pending, TimestampTz lease_expires_at);
 
 /* Inserts writer->queue_update as a new queue row. */

@@ -59,8 +59,9 @@ static EgStatement insert_units = {
 	"  SELECT $1 ->> 'job_id', u ->> 0, u ->> 1, u ->> 2, ($1 ->> 'max_attempts')::int, u -> 3 "
 	"    FROM pg_catalog.jsonb_array_elements($1 -> 'units') AS u "
 	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
-	"  RETURNING execution_id), "
-	"queued AS (INSERT INTO execguard.queue (execution_id) SELECT execution_id FROM created) "
+	"  RETURNING execution_id, region, model_id), "
+	"queued AS (INSERT INTO execguard.queue (execution_id, region, model_id) "
+	"           SELECT execution_id, region, model_id FROM created) "
 	"SELECT (SELECT count(*) FROM created)::int, "
 	"       pg_catalog.jsonb_array_length($1 -> 'units'), "
 	"       ($1 ->> 'duplicates_removed')::int",
