@@ -22,7 +22,7 @@
  *
  * The user's own statements, including the ones that call execguard's
  * functions, are planned exactly as before.
- * The direct paths (direct_writes.cpp, key_lookup.cpp) plan nothing and
+ * The direct paths (writer.cpp and its users, key_lookup.cpp) plan nothing and
  * build their expressions without a parent plan node (ExecPrepareExpr,
  * ExecPrepareCheck), and PostgreSQL never JIT-compiles such an expression.
  */
