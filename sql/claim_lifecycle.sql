@@ -121,6 +121,20 @@ SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('cl-fail',
 SELECT execution_id AS f4, fencing_token AS ft4 FROM execguard.claim_execution('cl-fail', 'm', 'r4') \gset
 SELECT execguard.fail_execution(:f4, :ft4, NULL, retryable => false) AS outcome;
 
+-- A completed execution keeps no error of an earlier attempt: the error
+-- column describes the row's current state (complete_execution and
+-- complete_executions).
+SELECT execution_id AS e1, fencing_token AS et1 FROM execguard.claim_execution('cl-error-then-done', 'm', 'r', 'q1') \gset
+SELECT execution_id AS e2, fencing_token AS et2 FROM execguard.claim_execution('cl-error-then-done', 'm', 'r', 'q2') \gset
+SELECT execguard.fail_execution(:e1, :et1, 'rate limited', retry_after => '0 seconds') AS outcome;
+SELECT execguard.fail_execution(:e2, :et2, 'rate limited', retry_after => '0 seconds') AS outcome;
+SELECT execution_id AS e1, fencing_token AS et1 FROM execguard.claim_execution('cl-error-then-done', 'm', 'r', 'q1') \gset
+SELECT execution_id AS e2, fencing_token AS et2 FROM execguard.claim_execution('cl-error-then-done', 'm', 'r', 'q2') \gset
+SELECT execguard.complete_execution(:e1, :et1, '{"text": "4"}') AS completed;
+SELECT accepted FROM execguard.complete_executions(ARRAY[:e2]::bigint[], ARRAY[:et2]::bigint[], ARRAY['{}']::jsonb[]);
+SELECT question_id, status, attempt, error FROM execguard.executions
+ WHERE job_id = 'cl-error-then-done' ORDER BY question_id;
+
 -- release_execution: back to pending, the attempt given back, nothing
 -- counted against the budget; the token is spent.
 SELECT execution_id AS r_id, fencing_token AS r_token, attempt FROM execguard.claim_execution('cl-release', 'm', 'r') \gset

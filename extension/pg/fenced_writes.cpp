@@ -205,7 +205,7 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 
 static EgStatement complete_statement = {
 	"WITH done AS ("
-	"  UPDATE execguard.executions SET status = 'completed', result = $3, "
+	"  UPDATE execguard.executions SET status = 'completed', result = $3, error = NULL, "
 	"         finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
 	"  RETURNING execution_id), "
@@ -220,7 +220,7 @@ static EgStatement complete_batch_statement = {
 	"  SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
 	"         WITH ORDINALITY AS i(execution_id, fencing_token, result, position)), "
 	"done AS ("
-	"  UPDATE execguard.executions AS e SET status = 'completed', result = i.result, "
+	"  UPDATE execguard.executions AS e SET status = 'completed', result = i.result, error = NULL, "
 	"         finished_at = pg_catalog.now(), owner_pid = NULL, owner_backend_start = NULL "
 	"    FROM input AS i "
 	"   WHERE e.execution_id = ANY ($1) AND e.execution_id = i.execution_id "
@@ -247,6 +247,8 @@ fill_complete(EgWriter *writer, const void *arg)
 
 	eg_set_column(writer, EG_COL_STATUS, fill->status, false);
 	eg_set_column(writer, EG_COL_RESULT, fill->result, false);
+	/* An earlier attempt's error does not describe a completed execution. */
+	eg_set_column(writer, EG_COL_ERROR, (Datum) 0, true);
 	eg_set_column(writer, EG_COL_FINISHED_AT, TimestampTzGetDatum(fill->now), false);
 	eg_set_column(writer, EG_COL_OWNER_PID, (Datum) 0, true);
 	eg_set_column(writer, EG_COL_OWNER_BACKEND_START, (Datum) 0, true);
