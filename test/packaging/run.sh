@@ -6,6 +6,12 @@
 #   test/packaging/run.sh              packages of the commit checked out (HEAD)
 #   test/packaging/run.sh --worktree   packages of the working tree as it is
 #                                      (tracked and untracked files, not ignored ones)
+#   EG_PKG_CONTAINER=1 test/packaging/run.sh
+#                                      also boot a fresh Debian 12 container
+#                                      with systemd and run the runner as its
+#                                      service there (service_in_container.sh;
+#                                      debootstrap once, about 5 minutes, then
+#                                      about 1.5)
 #   EG_PKG_CHECK=1 test/packaging/run.sh
 #                                      also build and run the C++ unit tests
 #                                      inside the package build (debian/rules
@@ -247,6 +253,17 @@ deb_ext=$tmp/postgresql-15-execguard_${debian_version}_$arch.deb
 deb_runner=$tmp/execguard-runner_${debian_version}_$arch.deb
 ls -l "$tmp"/*.deb | sed 's/^/  /'
 [ -f "$deb_ext" ] && [ -f "$deb_runner" ] || die "expected $deb_ext and $deb_runner"
+
+if [ "${EG_PKG_CONTAINER:-0}" = 1 ]; then
+    step "The service on a fresh Debian 12 booted with systemd (test/packaging/service_in_container.sh)"
+    if "$src/test/packaging/service_in_container.sh" "$tmp" >"$logs/container.log" 2>&1; then
+        ok "$(grep -E '^[0-9]+ passed' "$logs/container.log" | tail -n 1) in the container"
+    else
+        grep -E '^(FAIL|ok)' "$logs/container.log" | sed 's/^/  /'
+        tail -n 5 "$logs/container.log" | sed 's/^/  /'
+        bad "the service in a container (log: $logs/container.log)"
+    fi
+fi
 
 step "Package contents (dpkg-deb -c)"
 dpkg-deb -c "$deb_ext" >"$tmp/ext.contents"
