@@ -103,8 +103,9 @@ DECLARE
 BEGIN
     IF target = 'execguard.executions'::regclass THEN
         EXECUTE format($q$
-            WITH created AS (%s RETURNING execution_id)
-            INSERT INTO execguard.queue (execution_id) SELECT execution_id FROM created$q$, insert_rows)
+            WITH created AS (%s RETURNING execution_id, region, model_id)
+            INSERT INTO execguard.queue (execution_id, region, model_id)
+            SELECT execution_id, region, model_id FROM created$q$, insert_rows)
         USING tag, n;
     ELSE
         EXECUTE insert_rows USING tag, n;
