@@ -195,6 +195,10 @@ run_script hostile_inputs test/hostile/run.sh
 run_script single_user_exit test/single_user/run.sh
 run_pytest e2e "$EG_ROOT/build/runner/execguard-runner" test/e2e
 run_script ops_kit test/ops/run.sh
+# Builds the Debian packages, installs them over this machine's files for a
+# minute (then restores those) and runs the demo against them: PG 15 only,
+# the major Debian 12 packages.
+[ "$PG_MAJOR" = 15 ] && run_script packaging test/packaging/run.sh
 
 # The same unit and end-to-end tests once more against an AddressSanitizer +
 # UndefinedBehaviorSanitizer build; every sanitizer report is written to
