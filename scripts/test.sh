@@ -227,6 +227,7 @@ run_script chaos_short test/chaos/run.sh --duration 120
 run_script bench_normalize_smoke bench/normalize/run.sh --quick
 run_script bench_claims_smoke bench/claims/run.sh --quick
 run_script bench_callgrind_smoke bench/callgrind/run.sh --quick
+run_script bench_backlog_smoke bench/backlog/run.sh --quick
 run_script clang_format scripts/check-format.sh
 check_server_log
 scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1
