@@ -74,6 +74,7 @@ REGRESS = \
 	roles \
 	direct_writes \
 	no_jit \
+	schema_owner \
 	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)
 

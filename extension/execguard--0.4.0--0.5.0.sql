@@ -36,6 +36,30 @@
 
 \echo Use "ALTER EXTENSION execguard UPDATE TO '0.5.0'" to load this file. \quit
 
+-- The schema must be a superuser's. CREATE EXTENSION installs into a schema
+-- called execguard that already exists, and a role with CREATE on the
+-- database could have made it first: as its owner she could then rename it
+-- and put tables of her own, with triggers, under the names the SECURITY
+-- DEFINER functions use, and have them run her code as the extension's
+-- owner. So the install (this is its last step) and every update refuse a
+-- schema owned by anyone but a superuser, and nothing is left behind.
+DO $$
+DECLARE
+    owner_name name;
+BEGIN
+    SELECT r.rolname INTO owner_name
+      FROM pg_catalog.pg_namespace AS n JOIN pg_catalog.pg_roles AS r ON r.oid = n.nspowner
+     WHERE n.nspname = 'execguard' AND NOT r.rolsuper;
+    IF FOUND THEN
+        RAISE EXCEPTION 'schema "execguard" is owned by role "%", which is not a superuser', owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Its owner could replace the tables the extension''s SECURITY DEFINER functions use.',
+                  HINT = 'Drop or rename that schema and create the extension again (it creates its own), '
+                         'or give it to a superuser (ALTER SCHEMA execguard OWNER TO ...).';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION execguard.execution_state(execution_id bigint, fencing_token bigint)
 RETURNS text
 LANGUAGE sql STABLE STRICT SECURITY DEFINER
