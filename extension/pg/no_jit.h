@@ -20,6 +20,12 @@
  *     functions of the install scripts start their bodies with it
  *     (functions.c plans a body with the body as query text).
  *
+ * The SPI statements (and what PostgreSQL plans while they run, a DBA's
+ * trigger on execguard's tables included) are also planned with
+ * enable_seqscan off, so that no generic plan made while a table is small
+ * reads it whole once it has grown (no_jit.cpp, docs/sql-api.md "Plans that
+ * do not depend on table size").
+ *
  * The user's own statements, including the ones that call execguard's
  * functions, are planned exactly as before.
  * The direct paths (writer.cpp and its users, key_lookup.cpp) plan nothing and
