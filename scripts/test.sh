@@ -253,6 +253,13 @@ for major in $EG_ALSO_TEST_MAJORS; do
     scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1
 done
 
+# The tree's objects are now another major's: remove them, so that a plain
+# "make install" (PG_MAJOR's pg_config) cannot link them into its module.
+if [ -n "$EG_ALSO_TEST_MAJORS" ]; then
+    make -s clean >/dev/null 2>&1
+    rm -f "$EG_ROOT/.run/extension-built-for"
+fi
+
 # Compiled against the headers of majors that cannot run here, in a copy of
 # the checkout so the objects above stay as they are.
 for major in $EG_COMPILE_MAJORS; do
