@@ -10,7 +10,7 @@
 # The runner and the C++ unit tests are built by CMakeLists.txt.
 
 EXTENSION_NAME = execguard
-EXTVERSION = 0.5.0
+EXTVERSION = 0.6.0
 
 MODULE_big = execguard
 # extension/core: plain C++17, never sees a PostgreSQL header.
@@ -24,6 +24,7 @@ PG_OBJS = \
 	extension/pg/claim_next.o \
 	extension/pg/fenced_writes.o \
 	extension/pg/job_operations.o \
+	extension/pg/retention.o \
 	extension/pg/arguments.o \
 	extension/pg/grant.o \
 	extension/pg/key_lookup.o \
@@ -74,6 +75,9 @@ REGRESS = \
 	roles \
 	direct_writes \
 	no_jit \
+	strict_claims \
+	retention \
+	hardening \
 	schema_owner \
 	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)

@@ -3,6 +3,10 @@
 -- Job ids start with 'ce-'. Only a grant (claimed, reclaimed) returns a
 -- fencing token.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The state of one key, without timestamps or pids.
@@ -18,9 +22,9 @@ $$;
 
 -- claimed: a key never seen is created running with token 1, attempt 1.
 SELECT outcome, execution_id IS NOT NULL AS has_id, fencing_token, attempt
-  FROM execguard.claim_execution('ce-new', 'llama3.2-1b', 'us-east', 'q1', 'worker-a');
+  FROM execguard.claim_execution('ce-new', 'llama3.2-1b', 'us-east', 'q1', 'worker-a', track_owner => true);
 SELECT * FROM pg_temp.row_of('ce-new');
--- The row records this backend as its owner.
+-- With track_owner => true the row records this backend as its owner.
 SELECT owner_pid = pg_backend_pid() AS owner_is_me,
        owner_backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()) AS start_is_mine
   FROM execguard.executions WHERE job_id = 'ce-new';
@@ -97,15 +101,15 @@ SELECT execguard.complete_execution(:x_id, :x_token, '{"late": true}') AS old_to
 -- The rescuer's grant has a fresh lease: a third caller sees running.
 SELECT outcome, fencing_token FROM execguard.claim_execution('ce-expired', 'm', 'r');
 
--- reclaimed (owner gone): a running claim whose backend no longer exists
--- is rescued at once, long before its lease ends. A pid no backend has
--- stands for a crashed worker.
-SELECT execution_id AS g_id FROM execguard.claim_execution('ce-owner-gone', 'm', 'r', lease => '1 hour') \gset
+-- reclaimed (owner gone): a running claim, owner-tracked, whose backend no
+-- longer exists is rescued at once, long before its lease ends. A pid no
+-- backend has stands for a crashed worker.
+SELECT execution_id AS g_id FROM execguard.claim_execution('ce-owner-gone', 'm', 'r', lease => '1 hour', track_owner => true) \gset
 -- The owner is alive (it is this session): a duplicate.
 SELECT outcome FROM execguard.claim_execution('ce-owner-gone', 'm', 'r');
 UPDATE execguard.executions SET owner_pid = 2147483000 WHERE execution_id = :g_id;
 SELECT outcome, execution_id = :g_id AS same_id, fencing_token, attempt
-  FROM execguard.claim_execution('ce-owner-gone', 'm', 'r', worker => 'rescuer');
+  FROM execguard.claim_execution('ce-owner-gone', 'm', 'r', worker => 'rescuer', track_owner => true);
 SELECT * FROM pg_temp.row_of('ce-owner-gone');
 -- A live pid with another backend start time is a different session (the
 -- pid was reused): the owner is gone too.

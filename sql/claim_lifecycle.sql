@@ -3,6 +3,10 @@
 -- batch), fail/retry/backoff, release, cancel_job, retry_job, what
 -- execution_state tells a holder, argument errors. Job ids start with 'cl-'.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 CREATE FUNCTION pg_temp.row_of(id bigint)

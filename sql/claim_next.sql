@@ -4,6 +4,10 @@
 -- rows end failed, payload returned. Job ids start with 'cn-'. claim_next
 -- takes any due row, so the file starts from empty tables.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 -- Rescue in every call, so the order is exact (the busy path, which may
 -- skip it between passes, is tested at the end).
@@ -16,20 +20,20 @@ $$;
 -- Owner gone: a running claim whose backend no longer exists (a pid no
 -- backend has stands for a crashed worker) is rescued first, long before
 -- its one-hour lease ends.
-SELECT outcome FROM execguard.claim_execution('cn-gone', 'm', 'r', 'q1', 'w-crashed', lease => '1 hour');
+SELECT outcome FROM execguard.claim_execution('cn-gone', 'm', 'r', 'q1', 'w-crashed', lease => '1 hour', track_owner => true);
 UPDATE execguard.executions SET owner_pid = 2147483000 WHERE job_id = 'cn-gone';
 SELECT executions_created FROM execguard.submit_job(
     jsonb_build_object('id', 'cn-order', 'models', '["a"]'::jsonb, 'regions', '["r1"]'::jsonb, 'questions', pg_temp.prompts(5)));
 SELECT executions_created FROM execguard.submit_job(
     '{"id": "cn-later", "models": [{"id": "Llama3.2-1B", "provider": "meta"}], "regions": ["eu-west"],
       "params": {"temperature": 0}, "benchmark": {"input": {"data": {"prompt": "Hello"}}}}');
-SELECT job_id, question_id, fencing_token, attempt FROM execguard.claim_next('w-rescue');
+SELECT job_id, question_id, fencing_token, attempt FROM execguard.claim_next('w-rescue', track_owner => true);
 
 -- Oldest first, up to max_claims.
-SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1');
-SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1', 2) ORDER BY execution_id;
+SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1', track_owner => true);
+SELECT job_id, model_id, region, question_id, fencing_token, attempt FROM execguard.claim_next('w1', 2, track_owner => true) ORDER BY execution_id;
 -- Fewer due rows than max_claims: all of them; the payload is returned.
-SELECT job_id, model_id, region, question_id, payload FROM execguard.claim_next('w2', 10) ORDER BY execution_id;
+SELECT job_id, model_id, region, question_id, payload FROM execguard.claim_next('w2', 10, track_owner => true) ORDER BY execution_id;
 -- Nothing due: no rows.
 SELECT count(*) AS claimed FROM execguard.claim_next('w2', 10);
 SELECT job_id, question_id, status, worker, attempt, owner_pid = pg_backend_pid() AS owner_is_me,

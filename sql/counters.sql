@@ -4,6 +4,10 @@
 -- file resets them and must not run concurrently with other claim tests.
 -- Job ids start with 'ct-'.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The counters as (name, value) rows, in the view's column order.
@@ -63,7 +67,7 @@ SELECT outcome, fencing_token AS e_token FROM execguard.claim_execution('ct-job'
 SELECT outcome FROM execguard.claim_execution('ct-exhausted', 'm', 'r', 'q');
 
 -- Owner gone: rescued at once.
-SELECT execution_id AS g_id, fencing_token AS g_token FROM execguard.claim_execution('ct-job', 'm2', 'r1', 'qb', lease => '1 hour') \gset
+SELECT execution_id AS g_id, fencing_token AS g_token FROM execguard.claim_execution('ct-job', 'm2', 'r1', 'qb', lease => '1 hour', track_owner => true) \gset
 UPDATE execguard.executions SET owner_pid = 2147483000 WHERE execution_id = :g_id;
 SELECT outcome FROM execguard.claim_execution('ct-job', 'm2', 'r1', 'qb');
 

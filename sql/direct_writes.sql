@@ -8,6 +8,10 @@
 -- also runs with the setting off.)
 -- Job ids start with 'dw-'.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 -- A session's first claim_next runs the rescue pass; later ones take the
 -- direct busy path, which is what this file exercises.
@@ -19,9 +23,9 @@ SELECT executions_created FROM execguard.submit_job(
 
 -- The busy path: oldest first, filters canonicalised, one grant each.
 SELECT model_id, region, question_id, fencing_token, attempt
-  FROM execguard.claim_next('w1', 2, regions => '{" R2 "}') ORDER BY execution_id;
+  FROM execguard.claim_next('w1', 2, regions => '{" R2 "}', track_owner => true) ORDER BY execution_id;
 SELECT model_id, region, question_id, fencing_token, attempt
-  FROM execguard.claim_next('w1', 1, models => '{B}');
+  FROM execguard.claim_next('w1', 1, models => '{B}', track_owner => true);
 SELECT question_id, status, worker, attempt, fencing_token, owner_pid = pg_backend_pid() AS owner_is_me,
        lease_expires_at BETWEEN now() + interval '59 seconds' AND now() + interval '61 seconds' AS leased,
        started_at IS NOT NULL AS started, not_before IS NULL AS due
@@ -85,14 +89,14 @@ SELECT model_id, region, question_id FROM execguard.claim_next('w2', 10) ORDER B
 -- columns it leaves out take their defaults, as they are now (a changed
 -- default, a DBA's column, a dropped column), and both paths write the
 -- same row and the same queue row. 'before' plans the defaults.
-SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'before', 'w5');
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'before', 'w5', track_owner => true);
 ALTER TABLE execguard.executions ALTER COLUMN payload SET DEFAULT '{"from": "default"}',
     ADD COLUMN dw_note text DEFAULT 'noted';
 BEGIN;
 SET LOCAL execguard.direct_writes = on;
-SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'direct', 'w5');
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'direct', 'w5', track_owner => true);
 SET LOCAL execguard.direct_writes = off;
-SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'sql', 'w5');
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('dw-new', 'm', 'r', 'sql', 'w5', track_owner => true);
 SELECT question_id, status, attempt, max_attempts, fencing_token, worker, owner_pid = pg_backend_pid() AS owner_is_me,
        lease_expires_at = now() + interval '60 seconds' AS leased, started_at = now() AS started,
        created_at = now() AS created, payload, dw_note, not_before, result, error, finished_at

@@ -10,6 +10,10 @@
 -- execguard.direct_writes on and off. Job ids start with 'nj-'. claim_next
 -- takes any due row, so the file starts from empty tables.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
 SET pg_stat_statements.track = 'all';
@@ -80,6 +84,9 @@ SELECT execguard.release_execution(:id5, :t5) AS released;
 SELECT execguard.cancel_job('nj-1') AS cancelled;
 SELECT outcome FROM execguard.claim_execution('nj-1', 'b', 'r1', 'q3');
 SELECT execguard.retry_job('nj-w') AS retried;
+-- Retention: every job is finished (cancelled, completed or failed) now or
+-- not; age 0 purges those that are, through all three statements.
+SELECT jobs_purged > 0 AS purged, executions_deleted > 0 AS deleted FROM execguard.purge_jobs('0');
 
 -- Reading functions.
 SELECT count(*) AS statuses FROM execguard.queue_summary();

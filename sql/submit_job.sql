@@ -2,6 +2,10 @@
 -- submit_job: spec shapes, fan-out, idempotence, conflicts, regions table,
 -- question dedup, payloads and errors. Job ids start with 'sj-'.
 --
+-- Keys are claimed here without submitting their jobs first (the seed's
+-- create-on-claim), which execguard.claims_require_submitted_job refuses
+-- by default: claim_strict tests that.
+SET execguard.claims_require_submitted_job = off;
 TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
 
 -- The rows of one job, in key order.

@@ -40,8 +40,21 @@ CREATE TEMP TABLE before AS
            max_attempts::int, fencing_token, worker, lease_expires_at, not_before, payload, result, error
       FROM execguard.executions;
 
+-- A DBA's grants on what 0.6.0 replaces (stats_raw gains columns) survive.
+CREATE ROLE regress_up_monitor;
+GRANT USAGE ON SCHEMA execguard TO regress_up_monitor;
+GRANT SELECT ON execguard.stats TO regress_up_monitor;
+GRANT EXECUTE ON FUNCTION execguard.stats_raw() TO regress_up_monitor WITH GRANT OPTION;
+
 ALTER EXTENSION execguard UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'execguard';
+SELECT has_table_privilege('regress_up_monitor', 'execguard.stats', 'SELECT') AS stats_select,
+       has_function_privilege('regress_up_monitor', 'execguard.stats_raw()', 'EXECUTE WITH GRANT OPTION') AS raw_execute,
+       has_table_privilege('public', 'execguard.stats', 'SELECT') AS public_select;
+REVOKE ALL ON execguard.stats FROM regress_up_monitor;
+REVOKE ALL ON FUNCTION execguard.stats_raw() FROM regress_up_monitor;
+REVOKE ALL ON SCHEMA execguard FROM regress_up_monitor;
+DROP ROLE regress_up_monitor;
 
 -- Every row as it was (compared as jsonb: the key columns' collation
 -- changed, and a row comparison needs the same collation on both sides).
@@ -88,7 +101,7 @@ CREATE TEMP VIEW schema_of_execguard AS
       FROM pg_class AS c WHERE c.relnamespace = (SELECT oid FROM eg) AND c.reloptions IS NOT NULL
     UNION ALL
     SELECT 'function', p.oid::regprocedure::text,
-           pg_get_function_result(p.oid) || ' LANGUAGE ' || l.lanname
+           coalesce(pg_get_function_result(p.oid), 'procedure') || ' LANGUAGE ' || l.lanname
            || CASE p.provolatile WHEN 'i' THEN ' IMMUTABLE' WHEN 's' THEN ' STABLE' ELSE ' VOLATILE' END
            || CASE WHEN p.proisstrict THEN ' STRICT' ELSE '' END
            || CASE WHEN p.prosecdef THEN ' SECURITY DEFINER' ELSE '' END

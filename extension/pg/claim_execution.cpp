@@ -59,6 +59,7 @@ extern "C"
 #include "owner.h"
 #include "queue_rows.h"
 #include "spi_plans.h"
+#include "settings.h"
 #include "stats.h"
 #include "writer.h"
 }
@@ -76,7 +77,9 @@ PG_FUNCTION_INFO_V1(execguard_claim_execution);
 /* ---------------------------------------------------------------------- */
 
 /*
- * A key never submitted is created running, unless its job was cancelled.
+ * A key never submitted is created running (only with
+ * execguard.claims_require_submitted_job off), unless its job was cancelled
+ * or purged.
  * FOR SHARE on the job row makes this wait for a concurrent cancel_job,
  * which locks that row before it cancels the job's executions (in a later
  * statement, so with a snapshot that sees this row once we commit). The
@@ -84,14 +87,14 @@ PG_FUNCTION_INFO_V1(execguard_claim_execution);
  * are off or do not apply (writer.h).
  */
 static EgStatement insert_key = {
-	"WITH job AS (SELECT max_attempts, cancelled_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE), "
+	"WITH job AS (SELECT max_attempts, cancelled_at, purged_at FROM execguard.jobs WHERE job_id = $1 FOR SHARE), "
 	"created AS ("
 	"  INSERT INTO execguard.executions AS e "
 	"         (job_id, model_id, region, question_id, status, attempt, fencing_token, "
 	"          worker, owner_pid, owner_backend_start, lease_expires_at, started_at, max_attempts) "
 	"  SELECT $1, $2, $3, $4, 'running', 1, 1, $5, $6, $7, pg_catalog.now() + $8, pg_catalog.now(), "
 	"         coalesce((SELECT max_attempts FROM job), 3) "
-	"   WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL) "
+	"   WHERE NOT EXISTS (SELECT 1 FROM job WHERE cancelled_at IS NOT NULL OR purged_at IS NOT NULL) "
 	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
 	"  RETURNING execution_id, fencing_token, attempt, lease_expires_at, region, model_id), "
 	"queued AS (INSERT INTO execguard.queue (execution_id, lease_expires_at, region, model_id) "
@@ -115,7 +118,7 @@ set_new_column(EgWriter *writer, bool *given, EgColumn column, Datum value, bool
  * False when the job has no row.
  */
 static bool
-lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, bool *cancelled)
+lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, bool *cancelled, bool *purged)
 {
 	const EgExecutionsTable *table = writer->table;
 	Relation	pkey = index_open(table->jobs_pkey_index, AccessShareLock);
@@ -167,6 +170,8 @@ lock_job(EgWriter *writer, Relation jobs, Datum job_id, int32 *max_attempts, boo
 			*max_attempts = isnull ? EG_DEFAULT_MAX_ATTEMPTS : DatumGetInt32(limit);
 			slot_getattr(slot, table->jobs_cancelled_at, &isnull);
 			*cancelled = !isnull;
+			slot_getattr(slot, table->jobs_purged_at, &isnull);
+			*purged = !isnull;
 		}
 	}
 	index_endscan(scan);
@@ -217,13 +222,14 @@ typedef enum EgInsertResult
 	EG_INSERT_DONE,				/* the key is created running */
 	EG_INSERT_EXISTS,			/* another transaction created the key first */
 	EG_INSERT_JOB_CANCELLED,	/* the key's job is cancelled: nothing written */
+	EG_INSERT_JOB_PURGED,		/* the key's job is purged: nothing written */
 	EG_INSERT_USE_SQL			/* execguard.jobs has row-level security: nothing done */
 } EgInsertResult;
 
 /*
  * insert_key by direct writes: creates the key running with attempt 1 and
  * fencing token 1, granted as *grant says, unless it exists or its job is
- * cancelled; the job's row, when there is one, is locked FOR SHARE first
+ * cancelled or purged; the job's row, when there is one, is locked FOR SHARE first
  * and gives max_attempts (3 without a job). Like INSERT ... ON CONFLICT DO
  * NOTHING it waits for a transaction that is inserting the same key, and
  * under REPEATABLE READ and SERIALIZABLE a key committed since the
@@ -246,6 +252,7 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 	Relation	jobs;
 	int32		max_attempts = EG_DEFAULT_MAX_ATTEMPTS;
 	bool		cancelled = false;
+	bool		purged = false;
 
 	jobs = table_open(table->jobs_relid, RowShareLock);
 	if (jobs->rd_rel->relrowsecurity)
@@ -253,8 +260,10 @@ eg_direct_insert_key(EgWriter *writer, const Datum *key, const EgGrant *grant, i
 		table_close(jobs, NoLock);
 		return EG_INSERT_USE_SQL;
 	}
-	lock_job(writer, jobs, key[0], &max_attempts, &cancelled);
+	lock_job(writer, jobs, key[0], &max_attempts, &cancelled, &purged);
 	table_close(jobs, NoLock);
+	if (purged)
+		return EG_INSERT_JOB_PURGED;
 	if (cancelled)
 		return EG_INSERT_JOB_CANCELLED;
 
@@ -363,8 +372,10 @@ static EgStatement fail_exhausted_one = {
 	2, {INT8OID, INT8OID}, NULL
 };
 
-static EgStatement job_cancelled = {
-	"SELECT 1 FROM execguard.jobs WHERE job_id = $1 AND cancelled_at IS NOT NULL",
+/* Why insert_key wrote nothing for a key that has no row: true = purged. */
+static EgStatement job_refusal = {
+	"SELECT purged_at IS NOT NULL FROM execguard.jobs "
+	" WHERE job_id = $1 AND (cancelled_at IS NOT NULL OR purged_at IS NOT NULL)",
 	1, {TEXTOID}, NULL
 };
 
@@ -401,9 +412,17 @@ cancelled_new(ClaimResult *out)
 	eg_count(EG_CLAIMS_CANCELLED, 1);
 }
 
+/* A key that no submitted job has (or had: its job was purged). */
+static void
+unknown_key(ClaimResult *out)
+{
+	out->outcome = "unknown";
+	eg_count(EG_CLAIMS_UNKNOWN, 1);
+}
+
 /*
  * Creates a key never seen, running for this claim, unless its job is
- * cancelled: by direct writes (eg_direct_insert_key), or by insert_key
+ * cancelled or purged: by direct writes (eg_direct_insert_key), or by insert_key
  * where they do not apply. False when another transaction created the key
  * first; else *out holds the outcome, counted.
  */
@@ -437,6 +456,9 @@ create_key(Datum *key, Datum worker, bool worker_null, Datum owner_pid, Datum ow
 			case EG_INSERT_JOB_CANCELLED:
 				cancelled_new(out);
 				return true;
+			case EG_INSERT_JOB_PURGED:
+				unknown_key(out);
+				return true;
 			case EG_INSERT_USE_SQL:
 				break;
 		}
@@ -453,9 +475,12 @@ create_key(Datum *key, Datum worker, bool worker_null, Datum owner_pid, Datum ow
 						DatumGetInt32(eg_result_not_null(0, 3)));
 			return true;
 		}
-		if (eg_execute(&job_cancelled, key, NULL, 0) > 0)
+		if (eg_execute(&job_refusal, key, NULL, 1) > 0)
 		{
-			cancelled_new(out);
+			if (DatumGetBool(eg_result_not_null(0, 1)))
+				unknown_key(out);
+			else
+				cancelled_new(out);
 			return true;
 		}
 	}
@@ -487,6 +512,12 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 
 		if (!eg_lookup_key(key, &row))
 		{
+			/* Only submit_job creates keys, unless a superuser allowed it. */
+			if (eg_claims_require_submitted_job)
+			{
+				unknown_key(out);
+				return;
+			}
 			if (create_key(key, worker, worker_null, owner_pid, owner_start, pid_null, start_null, lease, out,
 						   spi))
 				return;

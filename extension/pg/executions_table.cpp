@@ -9,7 +9,10 @@ extern "C"
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class_d.h"
+#include "commands/extension.h"
 #include "catalog/pg_index.h"
 #include "executor/tuptable.h"
 #include "executor/executor.h"
@@ -67,6 +70,26 @@ forget_on_invalidation(Datum arg, Oid relid)
 		table_valid = false;
 }
 
+/*
+ * A schema renamed, created or dropped: the name execguard may now lead
+ * elsewhere. Relation callbacks do not hear of it (renaming a schema
+ * changes none of its relations' rows), so this one forgets the lookups.
+ */
+static void
+forget_on_namespace_change(Datum arg, int cacheid, uint32 hashvalue)
+{
+	table_valid = false;
+}
+
+/*
+ * The relation called name in schema. The tables the functions use must be
+ * ones the extension created (member_table; an index is checked to be on
+ * such a table instead, as indexes are not members). The SECURITY DEFINER functions run their statements with the
+ * extension owner's rights, so they must never act on a look-alike: a
+ * relation of the same name that someone else made (execguard--0.4.0--0.5.0
+ * refuses a schema that a non-superuser owns, which is what a look-alike
+ * would need; this holds even if a superuser later gives the schema away).
+ */
 static Oid
 relation_oid(Oid schema, const char *name)
 {
@@ -77,6 +100,22 @@ relation_oid(Oid schema, const char *name)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("relation \"%s.%s\" does not exist", EG_SCHEMA, name),
 				 errhint("The execguard extension's objects are missing; reinstall the extension.")));
+	return relid;
+}
+
+/* A table of the schema, which must be a member of the extension. */
+static Oid
+member_table(Oid schema, const char *name, Oid extension)
+{
+	Oid			relid = relation_oid(schema, name);
+
+	if (getExtensionOfObject(RelationRelationId, relid) != extension)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("relation \"%s.%s\" is not a member of the execguard extension", EG_SCHEMA, name),
+				 errdetail("execguard's functions act only on the relations its install script created."),
+				 errhint("Find out who created or renamed it (a schema or relation was renamed, or a "
+						 "relation put in its place), then restore the extension's own.")));
 	return relid;
 }
 
@@ -107,6 +146,7 @@ checked_index(Oid schema, Oid relid, const char *name, int columns, bool unique,
 const EgExecutionsTable *
 eg_executions_table(void)
 {
+	Oid			extension;
 	Oid			schema;
 
 	if (table_valid)
@@ -114,11 +154,18 @@ eg_executions_table(void)
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(forget_on_invalidation, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_on_namespace_change, (Datum) 0);
 		callback_registered = true;
 	}
 
+	/*
+	 * Its statements name the relations execguard.<name>: each table found
+	 * by that name must be the extension's own (member_table), which also
+	 * makes the schema called execguard the extension's.
+	 */
+	extension = get_extension_oid("execguard", false);
 	schema = get_namespace_oid(EG_SCHEMA, false);
-	table.relid = relation_oid(schema, EG_TABLE);
+	table.relid = member_table(schema, EG_TABLE, extension);
 	for (int c = 0; c < EG_NUM_COLUMNS; c++)
 	{
 		table.attnum[c] = get_attnum(table.relid, column_names[c]);
@@ -147,6 +194,7 @@ eg_executions_table(void)
 		get_attnum(table.queue_relid, "region") != EG_QUEUE_REGION ||
 		get_attnum(table.queue_relid, "model_id") != EG_QUEUE_MODEL_ID)
 		elog(ERROR, "execguard: %s.%s does not have the columns execguard created", EG_SCHEMA, EG_QUEUE);
+	(void) member_table(schema, EG_QUEUE, extension);
 	table.queue_pkey_index = checked_index(schema, table.queue_relid, "queue_pkey", 1, true,
 										   EG_QUEUE_EXECUTION_ID);
 	table.queue_pending_index = checked_index(schema, table.queue_relid, "queue_pending", 1, false,
@@ -158,13 +206,23 @@ eg_executions_table(void)
 	table.queue_pending_region_model_index = checked_index(schema, table.queue_relid,
 														   "queue_pending_region_model", 3, false, EG_QUEUE_REGION);
 
-	table.jobs_relid = relation_oid(schema, "jobs");
+	table.jobs_relid = member_table(schema, "jobs", extension);
+	/* submit_job's statements read it; nothing else is needed of it here. */
+	(void) member_table(schema, "regions", extension);
 	table.jobs_job_id = get_attnum(table.jobs_relid, "job_id");
 	table.jobs_max_attempts = get_attnum(table.jobs_relid, "max_attempts");
 	table.jobs_cancelled_at = get_attnum(table.jobs_relid, "cancelled_at");
+	table.jobs_purged_at = get_attnum(table.jobs_relid, "purged_at");
 	if (table.jobs_job_id == InvalidAttrNumber || table.jobs_max_attempts == InvalidAttrNumber ||
 		table.jobs_cancelled_at == InvalidAttrNumber)
 		elog(ERROR, "execguard: %s.jobs does not have the columns execguard created", EG_SCHEMA);
+	if (table.jobs_purged_at == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the execguard extension in this database is older than its library"),
+				 errdetail("The library needs the column %s.jobs.purged_at, which extension version 0.6.0 "
+						   "creates.", EG_SCHEMA),
+				 errhint("Run ALTER EXTENSION execguard UPDATE.")));
 	table.jobs_pkey_index = checked_index(schema, table.jobs_relid, "jobs_pkey", 1, true, table.jobs_job_id);
 	/* The table may be a new one by the same name. */
 	defaults_natts = -1;

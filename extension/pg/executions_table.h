@@ -69,6 +69,7 @@ typedef struct EgExecutionsTable
 	AttrNumber	jobs_job_id;
 	AttrNumber	jobs_max_attempts;
 	AttrNumber	jobs_cancelled_at;
+	AttrNumber	jobs_purged_at;
 } EgExecutionsTable;
 
 /* Attribute numbers of execguard.queue, fixed by its CREATE TABLE. */

@@ -505,9 +505,9 @@ static EgStatement release_statement = {
 	"         worker = NULL, lease_expires_at = NULL, owner_pid = NULL, owner_backend_start = NULL, "
 	"         started_at = NULL, not_before = NULL "
 	"   WHERE execution_id = $1 AND fencing_token = $2 AND status = 'running' "
-	"  RETURNING execution_id, job_id, region, model_id), "
+	"  RETURNING execution_id, region, model_id), "
 	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id, region, model_id FROM released") ") "
-	"SELECT job_id FROM released",
+	"SELECT 1 FROM released",
 	2, {INT8OID, INT8OID}, NULL
 };
 
@@ -527,7 +527,7 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 	/* Tell idle runners at once: the released work is due now. */
 	if (released)
 	{
-		Async_Notify("execguard_work", TextDatumGetCString(eg_result_not_null(0, 1)));
+		Async_Notify("execguard_work", "");
 		eg_claim_next_from_oldest();
 	}
 	SPI_finish();

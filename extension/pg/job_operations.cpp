@@ -34,10 +34,14 @@ PG_FUNCTION_INFO_V1(execguard_retry_job);
  * Two statements, in this order: the job row is locked (waiting for any
  * first claim of one of its keys, which holds FOR SHARE on it) before the
  * executions are cancelled with a new snapshot, so a claim that raced the
- * cancel is either refused or cancelled here, never left running.
+ * cancel is either refused or cancelled here, never left running. A job id
+ * never submitted gets a row too, a tombstone with no spec: cancel messages
+ * can overtake submit messages, and the submit that arrives later must not
+ * start the job (submit_job refuses it), nor a claim create its keys.
  */
 static EgStatement cancel_job_row = {
-	"UPDATE execguard.jobs SET cancelled_at = coalesce(cancelled_at, pg_catalog.now()) WHERE job_id = $1",
+	"INSERT INTO execguard.jobs AS j (job_id, spec, cancelled_at) VALUES ($1, NULL, pg_catalog.now()) "
+	"ON CONFLICT (job_id) DO UPDATE SET cancelled_at = coalesce(j.cancelled_at, pg_catalog.now())",
 	1, {TEXTOID}, NULL
 };
 
@@ -59,8 +63,8 @@ static EgStatement retry_statement = {
 	"         max_attempts = e.attempt + coalesce((SELECT j.max_attempts FROM execguard.jobs AS j "
 	"                                               WHERE j.job_id = $1), 3) "
 	"   WHERE job_id = $1 AND status = 'failed' "
-	"     AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j "
-	"                      WHERE j.job_id = $1 AND j.cancelled_at IS NOT NULL) "
+	"     AND NOT EXISTS (SELECT 1 FROM execguard.jobs AS j WHERE j.job_id = $1 "
+	"                        AND (j.cancelled_at IS NOT NULL OR j.purged_at IS NOT NULL)) "
 	"  RETURNING e.execution_id, e.region, e.model_id), "
 	"requeued AS (" QUEUE_AS_PENDING("SELECT execution_id, region, model_id FROM retried") ") "
 	"SELECT 1 FROM retried",
@@ -72,16 +76,19 @@ execguard_cancel_job(PG_FUNCTION_ARGS)
 {
 	Datum		job_id = eg_key_arg(fcinfo, 0, EG_KEY_JOB_ID, "job_id");
 	int32		cancelled;
-	int32		jobs;
 
 	eg_require_schema();
 	SPI_connect();
-	jobs = (int32) eg_execute(&cancel_job_row, &job_id, NULL, 0);
+	eg_execute(&cancel_job_row, &job_id, NULL, 0);
 	cancelled = (int32) eg_execute(&cancel_executions, &job_id, NULL, 0);
 	SPI_finish();
 
-	if (cancelled > 0 || jobs > 0)
-		Async_Notify("execguard_cancel", text_to_cstring(DatumGetTextPP(job_id)));
+	/*
+	 * Any role can LISTEN, so the payload says nothing: a runner checks the
+	 * executions it holds with execution_state (docs/security.md).
+	 */
+	if (cancelled > 0)
+		Async_Notify("execguard_cancel", "");
 	eg_count(EG_EXECUTIONS_CANCELLED, (uint64) cancelled);
 	PG_RETURN_INT32(cancelled);
 }
@@ -99,7 +106,7 @@ execguard_retry_job(PG_FUNCTION_ARGS)
 
 	if (n > 0)
 	{
-		Async_Notify("execguard_work", text_to_cstring(DatumGetTextPP(job_id)));
+		Async_Notify("execguard_work", "");
 		eg_claim_next_from_oldest();
 	}
 	eg_count(EG_RETRIES_SCHEDULED, n);

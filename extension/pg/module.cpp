@@ -28,6 +28,7 @@ extern "C"
 
 int			eg_rescue_interval_ms = 1000;
 bool		eg_direct_writes = true;
+bool		eg_claims_require_submitted_job = true;
 
 void
 eg_define_settings(void)
@@ -49,6 +50,16 @@ eg_define_settings(void)
 							 &eg_direct_writes,
 							 true,
 							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("execguard.claims_require_submitted_job",
+							 "claim_execution refuses keys that no submitted job created.",
+							 "On, a claim of a key that has no row (its job was never submitted, the key is "
+							 "not in its job's spec, or the job was purged) returns the outcome 'unknown' and "
+							 "writes nothing. Off, such a key is created running, as in execguard 0.5.0 and "
+							 "earlier. Only a superuser can change it.",
+							 &eg_claims_require_submitted_job,
+							 true,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("execguard");
 }

@@ -19,6 +19,13 @@ extern int	eg_rescue_interval_ms;
  */
 extern bool eg_direct_writes;
 
+/*
+ * execguard.claims_require_submitted_job: claim_execution refuses (outcome
+ * 'unknown') a key that has no row, instead of creating it. Superuser-only,
+ * so that the roles it restrains cannot turn it off.
+ */
+extern bool eg_claims_require_submitted_job;
+
 extern void eg_define_settings(void);
 
 #endif							/* EXECGUARD_PG_SETTINGS_H */

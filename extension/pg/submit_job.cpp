@@ -47,8 +47,16 @@ static EgStatement insert_job = {
 	1, {JSONBOID}, NULL
 };
 
-static EgStatement same_spec = {
-	"SELECT spec = $1 -> 'spec' FROM execguard.jobs WHERE job_id = $1 ->> 'job_id'",
+/*
+ * A job id submitted before: its row, locked FOR SHARE so that purge_jobs
+ * (which marks the row before it deletes anything) cannot take the job
+ * while this resubmission inserts its missing units: either the purge
+ * waits for this transaction, or this one sees the job purged. Columns:
+ * the same spec?, a tombstone of cancel_job?, purged?
+ */
+static EgStatement existing_job = {
+	"SELECT spec IS NOT DISTINCT FROM $1 -> 'spec', spec IS NULL, purged_at IS NOT NULL "
+	"  FROM execguard.jobs WHERE job_id = $1 ->> 'job_id' FOR SHARE",
 	1, {JSONBOID}, NULL
 };
 
@@ -109,7 +117,26 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 													  CStringGetTextDatum("job_id")));
 	if (!job_is_new)
 	{
-		if (eg_execute(&same_spec, &plan, NULL, 0) != 1 || !DatumGetBool(eg_result_not_null(0, 1)))
+		/* A row that is gone again was a concurrent submit that rolled back. */
+		if (eg_execute(&existing_job, &plan, NULL, 0) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("job \"%s\" changed while it was being submitted", job_id),
+					 errhint("Retry the call.")));
+		if (DatumGetBool(eg_result_not_null(0, 3)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("job \"%s\" was purged", job_id),
+					 errdetail("purge_jobs deleted its executions; its id stays taken so that its units are "
+							   "never run again by a late resubmission."),
+					 errhint("Submit the job under a new id if it is meant to run again.")));
+		if (DatumGetBool(eg_result_not_null(0, 2)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("job \"%s\" was cancelled before it was submitted", job_id),
+					 errdetail("cancel_job was called with this id before any submit_job of it."),
+					 errhint("Submit the job under a new id if it is meant to run.")));
+		if (!DatumGetBool(eg_result_not_null(0, 1)))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNIQUE_VIOLATION),
 					 errmsg("job \"%s\" already exists with a different spec", job_id),
@@ -125,7 +152,7 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (created > 0)
-		Async_Notify("execguard_work", job_id);
+		Async_Notify("execguard_work", "");
 	if (job_is_new)
 	{
 		eg_count(EG_JOBS_SUBMITTED, 1);

@@ -44,13 +44,14 @@ static const EgColumn written_columns[] = {
 };
 
 /*
- * Does an UPDATE statement do anything on this table that we would skip?
- * The foreign key from queue to executions puts triggers on both tables,
- * which do nothing for the writes here (queue_rows.h): other triggers,
- * a DBA's, send the write to SQL.
+ * Does a statement do anything on this table that the direct writes would
+ * skip? The foreign key from queue to executions puts triggers on both
+ * tables (their other table is `partner`), which do nothing for the writes
+ * here (queue_rows.h). Any other trigger, including those of a foreign key
+ * a DBA added, sends the write to SQL.
  */
 static bool
-has_triggers_besides_foreign_keys(Relation rel)
+has_other_triggers(Relation rel, Oid partner)
 {
 	if (rel->trigdesc == NULL)
 		return false;
@@ -58,17 +59,26 @@ has_triggers_besides_foreign_keys(Relation rel)
 	{
 		const Trigger *trigger = &rel->trigdesc->triggers[i];
 
-		if (!trigger->tgisinternal || RI_FKey_trigger_type(trigger->tgfoid) == RI_TRIGGER_NONE)
+		if (!trigger->tgisinternal || RI_FKey_trigger_type(trigger->tgfoid) == RI_TRIGGER_NONE ||
+			trigger->tgconstrrelid != partner)
 			return true;
 	}
 	return false;
 }
 
+/*
+ * What of ExecInsert's and ExecUpdate's work the direct writes do not do,
+ * each sending the write to the SQL statement, which does it (or refuses
+ * as SQL would): a relation that is not a plain table, triggers, rules,
+ * row-level security, generated columns. The CHECK constraints, unique
+ * and partial indexes and replica identity are checked by the direct
+ * writes themselves (writer.h).
+ */
 static bool
-needs_sql(Relation rel)
+needs_sql(Relation rel, Oid partner)
 {
 	return rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
-		has_triggers_besides_foreign_keys(rel) || rel->rd_rel->relrowsecurity ||
+		has_other_triggers(rel, partner) || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
 		eg_has_generated_columns(rel->rd_att->constr);
 }
 
@@ -118,7 +128,11 @@ eg_writer_begin(EgWriter *writer)
 	List	   *range_table;
 	List	   *perminfos = NIL;
 
-	if (!eg_direct_writes)
+	/*
+	 * A read-only transaction (or a standby) gets SQL's refusal, as the
+	 * statements would: "cannot execute UPDATE in a read-only transaction".
+	 */
+	if (!eg_direct_writes || XactReadOnly)
 		return false;
 	writer->table = eg_executions_table();
 	writer->rel = table_open(writer->table->relid, RowExclusiveLock);
@@ -136,7 +150,7 @@ eg_writer_begin(EgWriter *writer)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("execguard's tables were replaced during the call"),
 				 errhint("Retry the call.")));
-	if (needs_sql(writer->rel) || needs_sql(writer->queue))
+	if (needs_sql(writer->rel, writer->table->queue_relid) || needs_sql(writer->queue, writer->table->relid))
 	{
 		/* The SQL statement that runs instead takes the same locks. */
 		table_close(writer->queue, NoLock);

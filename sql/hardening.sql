@@ -1,0 +1,112 @@
+--
+-- hardening: the direct writes refuse or fall back to SQL exactly where
+-- the SQL statements would (read-only transactions, a foreign key a DBA
+-- added, rules), each case on both paths; and the functions act only on
+-- the extension's own tables, so renaming schemas cannot redirect them.
+-- Runs as a superuser (it alters the extension's tables). Job ids start
+-- with 'hd-'.
+--
+TRUNCATE execguard.queue, execguard.executions, execguard.jobs, execguard.regions RESTART IDENTITY;
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "hd-1", "models": ["m"], "regions": ["r"], "questions": ["q1", "q2", "q3", "q4"]}');
+SELECT execution_id AS id1, fencing_token AS t1 FROM execguard.claim_execution('hd-1', 'm', 'r', 'q1') \gset
+
+-- A read-only transaction (or a hot standby) writes nothing, on both paths.
+\set VERBOSITY terse
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.complete_execution(:id1, :t1, '{"answer": "forged"}');
+ROLLBACK;
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = off;
+SELECT execguard.complete_execution(:id1, :t1, '{"answer": "forged"}');
+ROLLBACK;
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.heartbeat(:id1, :t1);
+ROLLBACK;
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = on;
+SELECT count(*) FROM execguard.claim_next('w');
+ROLLBACK;
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = off;
+SELECT count(*) FROM execguard.claim_next('w');
+ROLLBACK;
+BEGIN READ ONLY;
+SET LOCAL execguard.direct_writes = on;
+SELECT outcome FROM execguard.claim_execution('hd-1', 'm', 'r', 'q2');
+ROLLBACK;
+\set VERBOSITY default
+SELECT question_id, status, result FROM execguard.executions ORDER BY execution_id;
+
+-- A foreign key a DBA added (every execution's job must have a row) is
+-- checked on both paths when a claim creates a key.
+ALTER TABLE execguard.executions
+    ADD CONSTRAINT hd_job_exists FOREIGN KEY (job_id) REFERENCES execguard.jobs (job_id);
+SET execguard.claims_require_submitted_job = off;
+\set VERBOSITY terse
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT outcome FROM execguard.claim_execution('hd-no-job', 'm', 'r');
+ROLLBACK;
+BEGIN;
+SET LOCAL execguard.direct_writes = off;
+SELECT outcome FROM execguard.claim_execution('hd-no-job', 'm', 'r');
+ROLLBACK;
+\set VERBOSITY default
+RESET execguard.claims_require_submitted_job;
+-- Writes the key allows go on, on both paths.
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.complete_execution(:id1, :t1, '{"answer": 1}') AS completed;
+SET LOCAL execguard.direct_writes = off;
+SELECT outcome FROM execguard.claim_execution('hd-1', 'm', 'r', 'q2');
+COMMIT;
+ALTER TABLE execguard.executions DROP CONSTRAINT hd_job_exists;
+
+-- A rule on the table: the SQL statements (data-modifying WITH) refuse a
+-- DO ALSO rule, and so do the direct writes, which take the SQL path.
+SELECT execution_id AS id4, fencing_token AS t4 FROM execguard.claim_execution('hd-1', 'm', 'r', 'q4') \gset
+CREATE TABLE hd_log (execution_id bigint, status text);
+CREATE RULE hd_audit AS ON UPDATE TO execguard.executions
+    DO ALSO INSERT INTO hd_log VALUES (new.execution_id, new.status);
+\set VERBOSITY terse
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.complete_execution(:id4, :t4, '{"answer": 4}');
+ROLLBACK;
+BEGIN;
+SET LOCAL execguard.direct_writes = off;
+SELECT execguard.complete_execution(:id4, :t4, '{"answer": 4}');
+ROLLBACK;
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.heartbeat(:id4, :t4);
+ROLLBACK;
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT count(*) FROM execguard.claim_next('w');
+ROLLBACK;
+\set VERBOSITY default
+DROP RULE hd_audit ON execguard.executions;
+SELECT count(*) AS logged FROM hd_log;
+DROP TABLE hd_log;
+
+-- Renaming the extension's schema and planting look-alike tables under the
+-- name execguard does not redirect the SECURITY DEFINER functions: they
+-- refuse, naming the relation, until the schemas are put back.
+ALTER SCHEMA execguard RENAME TO hd_real;
+CREATE SCHEMA execguard;
+CREATE TABLE execguard.executions (LIKE hd_real.executions INCLUDING ALL);
+CREATE TABLE execguard.jobs (LIKE hd_real.jobs INCLUDING ALL);
+CREATE TABLE execguard.queue (LIKE hd_real.queue INCLUDING ALL);
+CREATE TABLE execguard.regions (LIKE hd_real.regions INCLUDING ALL);
+SELECT hd_real.cancel_job('hd-1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT outcome FROM hd_real.claim_execution('hd-1', 'm', 'r', 'q3');
+SELECT count(*) FROM hd_real.claim_next('w');
+SELECT count(*) AS planted_rows FROM execguard.jobs;
+DROP SCHEMA execguard CASCADE;
+ALTER SCHEMA hd_real RENAME TO execguard;
+SELECT outcome FROM execguard.claim_execution('hd-1', 'm', 'r', 'q3');
