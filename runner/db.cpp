@@ -157,9 +157,13 @@ std::vector<ClaimedExecution> DbConnection::claim_next(const std::string& worker
                                                        const std::vector<std::string>& models, bool track_owner) {
     std::optional<std::string> models_param;
     if (!models.empty()) models_param = to_pg_text_array(models);
+    // track_owner is always given, by name, never left to its default
+    // (false since extension 0.6.0): true on the runner's own long-lived
+    // session, so that a crashed runner's rows are rescued as soon as its
+    // backend exits; false behind a pooler (Config::pooler_mode).
     auto result = exec(
         "SELECT execution_id, fencing_token, attempt, job_id, model_id, region, question_id, payload "
-        "FROM execguard.claim_next($1, $2::int, $3::interval, $4::text[], $5::text[], $6::boolean)",
+        "FROM execguard.claim_next($1, $2::int, $3::interval, $4::text[], $5::text[], track_owner => $6::boolean)",
         {worker, std::to_string(max_claims), to_pg_interval(lease_seconds), to_pg_text_array(regions), models_param,
          std::string(track_owner ? "true" : "false")});
     std::vector<ClaimedExecution> claimed;
