@@ -74,6 +74,21 @@ RunnerMetrics::RunnerMetrics(const Config& config) : registry_(std::make_shared<
                         .Register(*registry_);
     for (const char* r : {"cancelled", "lease_lost"}) auto_stopped_[r] = &stopped.Add({{"reason", r}});
 
+    auto& notifications = BuildCounter()
+                              .Name("execguard_runner_notifications_total")
+                              .Help("Notifications received, by channel (hints only: any role can send them)")
+                              .Register(*registry_);
+    for (const char* c : {"execguard_work", "execguard_cancel"})
+        notifications_[c] = &notifications.Add({{"channel", c}});
+
+    auto& state_checks = BuildCounter()
+                             .Name("execguard_runner_execution_state_checks_total")
+                             .Help(
+                                 "execution_state round trips asking whether calls in flight are still this "
+                                 "runner's, by what prompted them")
+                             .Register(*registry_);
+    for (const char* t : {"notification", "heartbeat"}) state_checks_[t] = &state_checks.Add({{"trigger", t}});
+
     in_flight_ = &BuildGauge()
                       .Name("execguard_runner_in_flight_executions")
                       .Help("Executions claimed and not yet finished")
@@ -128,6 +143,8 @@ void RunnerMetrics::inference_error(const std::string& region, ErrorClass error_
 }
 
 void RunnerMetrics::auto_stopped(const char* reason) { auto_stopped_.at(reason)->Increment(); }
+void RunnerMetrics::notification(const char* channel) { notifications_.at(channel)->Increment(); }
+void RunnerMetrics::state_check(const char* trigger) { state_checks_.at(trigger)->Increment(); }
 
 void RunnerMetrics::set_breaker_state(const std::string& region, CircuitBreaker::State state) {
     for (auto s : kBreakerStates) {

@@ -43,7 +43,9 @@ public:
     void finished(const char* result);  // completed, failed, retry_scheduled, released, stale, cancelled
     void inference_duration(const std::string& region, const std::string& model_id, double seconds);
     void inference_error(const std::string& region, ErrorClass error_class);
-    void auto_stopped(const char* reason);  // cancelled, lease_lost
+    void auto_stopped(const char* reason);   // cancelled, lease_lost
+    void notification(const char* channel);  // execguard_work, execguard_cancel
+    void state_check(const char* trigger);   // notification, heartbeat
     void set_in_flight(double value) { in_flight_->Set(value); }
     void set_breaker_state(const std::string& region, CircuitBreaker::State state);
     void breaker_opened(const std::string& region);
@@ -60,6 +62,8 @@ private:
     std::map<std::pair<std::string, std::string>, prometheus::Histogram*> durations_;
     std::map<std::pair<std::string, std::string>, prometheus::Counter*> errors_;
     std::map<std::string, prometheus::Counter*> auto_stopped_;
+    std::map<std::string, prometheus::Counter*> notifications_;
+    std::map<std::string, prometheus::Counter*> state_checks_;
     prometheus::Gauge* in_flight_ = nullptr;
     std::map<std::pair<std::string, std::string>, prometheus::Gauge*> breaker_state_;
     std::map<std::string, prometheus::Counter*> breaker_opens_;

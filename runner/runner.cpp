@@ -47,7 +47,14 @@ extern "C" void on_signal(int signo) {
     errno = saved_errno;
 }
 
-const char* const kChannels[] = {"execguard_work", "execguard_cancel"};
+const char* const kWorkChannel = "execguard_work";
+const char* const kCancelChannel = "execguard_cancel";
+
+// The spacing of the hint gates: under a flood of notifications, at most
+// ten claim_next and ten execution_state round trips a second come of them,
+// and a real cancellation waits at most this long behind the flood. A
+// single notification is acted on at once.
+constexpr double kHintSpacingSeconds = 0.1;
 
 }  // namespace
 
@@ -75,7 +82,9 @@ Runner::Runner(const Config& config, RunnerMetrics& metrics, std::atomic<bool>& 
           wake();
       }),
       retry_backoff_(config.retry_backoff_base_seconds, config.retry_backoff_max_seconds),
-      reconnect_backoff_(config.reconnect_backoff_base_seconds, config.reconnect_backoff_max_seconds) {
+      reconnect_backoff_(config.reconnect_backoff_base_seconds, config.reconnect_backoff_max_seconds),
+      work_hints_(kHintSpacingSeconds),
+      cancel_hints_(kHintSpacingSeconds) {
     if (pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
     g_wake_fd = wake_pipe_[1];
     for (const auto& r : config_.regions) {
@@ -134,7 +143,7 @@ void Runner::try_connect(TimePoint now) {
         // backend ran it and stays there for other clients, while the pooler
         // drops the notifications that reach an idle server connection. There
         // the poll interval finds new work and the heartbeat finds cancels.
-        if (!config_.pooler_mode) db_.listen({kChannels[0], kChannels[1]});
+        if (!config_.pooler_mode) db_.listen({kWorkChannel, kCancelChannel});
     } catch (const DbError& e) {
         db_.disconnect();
         ++reconnect_failures_;
@@ -170,16 +179,69 @@ void Runner::handle_db_error(const DbError& e, const char* during) {
 }
 
 void Runner::process_notifications() {
+    // Any role that can log in can send either notification, with any
+    // payload: PostgreSQL has no privilege for NOTIFY. So the payload is
+    // never read, and a notification only says "look": execguard_work that
+    // there may be work to claim, execguard_cancel that a call in flight may
+    // no longer be ours, which only the database can tell
+    // (check_states_on_hint).
     for (const auto& n : db_.consume_notifications()) {
-        if (n.channel == kChannels[0]) {
-            claim_wanted_ = true;
-        } else if (n.channel == kChannels[1]) {
-            std::vector<std::uint64_t> cancelled;
-            for (const auto& [tid, f] : in_flight_)
-                if (f.claim.job_id == n.payload) cancelled.push_back(tid);
-            for (auto tid : cancelled) stop_in_flight(tid, StopReason::cancelled);
+        if (n.channel == kWorkChannel) {
+            metrics_.notification(kWorkChannel);
+            work_hints_.hint();
+        } else if (n.channel == kCancelChannel) {
+            metrics_.notification(kCancelChannel);
+            cancel_hints_.hint();
         }
     }
+}
+
+void Runner::check_states_on_hint(TimePoint now) {
+    if (in_flight_.empty()) {
+        cancel_hints_.drop();  // nothing to stop
+        return;
+    }
+    if (!cancel_hints_.take(now)) return;
+    std::map<std::int64_t, std::uint64_t> transfer_of;
+    for (const auto& [tid, f] : in_flight_) transfer_of[f.claim.execution_id] = tid;
+    stop_calls_no_longer_ours(transfer_of, /*refused_by_heartbeat=*/false);
+}
+
+void Runner::stop_calls_no_longer_ours(const std::map<std::int64_t, std::uint64_t>& transfer_of,
+                                       bool refused_by_heartbeat) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> grants;
+    for (const auto& [id, tid] : transfer_of) {
+        auto it = in_flight_.find(tid);
+        if (it != in_flight_.end()) grants.emplace_back(id, it->second.claim.fencing_token);
+    }
+    if (grants.empty()) return;
+    metrics_.state_check(refused_by_heartbeat ? "heartbeat" : "notification");
+    std::map<std::int64_t, std::string> states;
+    bool answered = false;
+    std::optional<DbError> lost;
+    try {
+        states = db_.execution_states(grants);
+        answered = true;
+    } catch (const DbError& e) {
+        if (e.connection_lost() || !db_.connected()) lost = e;
+        log::warn("db_error", {{"during", "execution_state"}, {"error", e.what()}});
+    }
+    // A refused heartbeat means "stop", not why. A cancellation whose
+    // notification never came (pooler mode, or one missed across a
+    // reconnect) is an expected stop; a grant taken over means this runner
+    // lost its lease. Unknown (a failed lookup, or an extension older than
+    // 0.3.0) counts as a lost lease: the work stops either way. After a
+    // hint, with no answer, nothing stops: the next heartbeat still will.
+    if (answered || refused_by_heartbeat) {
+        for (const auto& [id, token] : grants) {
+            const auto state = states.find(id);
+            // Running under our token: nobody cancelled it or took it over.
+            if (!refused_by_heartbeat && state != states.end() && state->second == "running") continue;
+            const bool cancelled = state != states.end() && state->second == "cancelled";
+            stop_in_flight(transfer_of.at(id), cancelled ? StopReason::cancelled : StopReason::lease_lost);
+        }
+    }
+    if (lost) throw *lost;
 }
 
 void Runner::stop_in_flight(std::uint64_t transfer_id, StopReason reason) {
@@ -408,7 +470,7 @@ void Runner::send_heartbeats(TimePoint now) {
         return;
     }
     const auto next = now + seconds_to_duration(config_.heartbeat_seconds);
-    std::vector<std::pair<std::int64_t, std::int64_t>> refused;
+    std::map<std::int64_t, std::uint64_t> refused;
     for (const auto& r : results) {
         auto t = transfer_of.find(r.execution_id);
         if (t == transfer_of.end()) continue;
@@ -417,29 +479,9 @@ void Runner::send_heartbeats(TimePoint now) {
         if (r.still_held)
             it->second.next_heartbeat = next;
         else
-            refused.emplace_back(r.execution_id, it->second.claim.fencing_token);
+            refused.emplace(r.execution_id, t->second);
     }
-    if (refused.empty()) return;
-
-    // A refused heartbeat means "stop", not why. A cancellation whose NOTIFY
-    // never came (pooler mode, or one missed across a reconnect) is an
-    // expected stop; a grant taken over means this runner lost its lease.
-    // Unknown (a failed lookup, or an extension older than 0.3.0) counts as
-    // a lost lease: the work stops either way.
-    std::map<std::int64_t, std::string> states;
-    std::optional<DbError> lost;
-    try {
-        states = db_.execution_states(refused);
-    } catch (const DbError& e) {
-        if (e.connection_lost() || !db_.connected()) lost = e;
-        log::warn("db_error", {{"during", "execution_state"}, {"error", e.what()}});
-    }
-    for (const auto& [id, token] : refused) {
-        const auto state = states.find(id);
-        const bool cancelled = state != states.end() && state->second == "cancelled";
-        stop_in_flight(transfer_of[id], cancelled ? StopReason::cancelled : StopReason::lease_lost);
-    }
-    if (lost) throw *lost;
+    if (!refused.empty()) stop_calls_no_longer_ours(refused, /*refused_by_heartbeat=*/true);
 }
 
 void Runner::claim(TimePoint now) {
@@ -449,6 +491,7 @@ void Runner::claim(TimePoint now) {
         for (const auto& [tid, f] : in_flight_)
             if (f.connection_generation != connection_generation_) return;  // see connection_generation_
     }
+    if (work_hints_.take(now)) claim_wanted_ = true;
     const bool poll_due = claim_wanted_ || now >= next_poll_;
 
     std::vector<std::string> closed_regions;
@@ -573,12 +616,14 @@ void Runner::wait(TimePoint now) {
     if (db_.connected()) {
         if (!shutting_down_ && static_cast<int>(in_flight_.size()) < config_.concurrency) {
             until = std::min(until, claim_wanted_ ? now : next_poll_);
+            if (work_hints_.pending()) until = std::min(until, work_hints_.due());
             for (auto& [region, breaker] : breakers_)
                 if (breaker.state(now) == CircuitBreaker::State::open) until = std::min(until, breaker.open_until());
             for (const auto& [region, when] : next_probe_claim_)
                 if (breakers_.at(region).state(now) == CircuitBreaker::State::half_open) until = std::min(until, when);
         }
         if (!pending_writes_.empty()) until = now;
+        if (cancel_hints_.pending() && !in_flight_.empty()) until = std::min(until, cancel_hints_.due());
     } else {
         until = std::min(until, next_reconnect_);
     }
@@ -613,6 +658,8 @@ int Runner::run() {
             const char* step = "notifications";
             try {
                 process_notifications();
+                step = "execution_state";
+                check_states_on_hint(now);
                 step = "write";
                 flush_writes();
                 step = "heartbeat";

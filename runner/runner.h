@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "db.h"
+#include "hint_gate.h"
 #include "http_client.h"
 #include "inference.h"
 #include "metrics.h"
@@ -66,7 +67,19 @@ private:
     void handle_signals(TimePoint now);
     void try_connect(TimePoint now);
     void handle_db_error(const DbError& e, const char* during);
+    // Reads the notifications that arrived; they only feed the hint gates.
     void process_notifications();
+    // After an execguard_cancel hint (coalesced by cancel_hints_), asks the
+    // database about every call in flight and stops those no longer ours.
+    void check_states_on_hint(TimePoint now);
+    // One execution_state round trip for these calls (execution id ->
+    // transfer id); stops each call the database no longer leaves to this
+    // runner, a cancelled one as cancelled, anything else as a lost lease.
+    // `refused_by_heartbeat`: a heartbeat already refused them all, so each
+    // stops whatever the answer (unknown counts as a lost lease). Otherwise
+    // a call stops only on the database's word: still running under our
+    // token, or no answer, and it carries on.
+    void stop_calls_no_longer_ours(const std::map<std::int64_t, std::uint64_t>& transfer_of, bool refused_by_heartbeat);
     void process_http_completions(TimePoint now);
     void flush_writes();
     // One complete_executions round trip for up to 200 queued completions;
@@ -103,6 +116,10 @@ private:
     ExponentialBackoff retry_backoff_;
     ExponentialBackoff reconnect_backoff_;
 
+    // Notifications are hints (see hint_gate.h): at most one claim_next and
+    // one execution_state check per spacing, whatever arrives.
+    HintGate work_hints_;
+    HintGate cancel_hints_;
     bool claim_wanted_ = true;
     TimePoint next_poll_{};
     int reconnect_failures_ = 0;
