@@ -67,6 +67,7 @@ import difflib
 import glob
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -75,7 +76,8 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 PLACEHOLDERS = {
     "<timestamp>": r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}(?::\d{2})?)?",
-    "<interval>": r"(?:-?\d+ (?:years?|mons?|days?) ?)*(?:-?\d{2}:\d{2}:\d{2}(?:\.\d+)?)?",
+    "<interval>": (r"(?:(?:-?\d+ (?:years?|mons?|days?) ?)+(?:-?\d{2}:\d{2}:\d{2}(?:\.\d+)?)?"
+                   r"|-?\d{2}:\d{2}:\d{2}(?:\.\d+)?)"),
     "<pid>": r"\d+",
 }
 PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS))
@@ -110,8 +112,11 @@ class DocError(Exception):
 def parse(path):
     """The fenced blocks of a Markdown file, with their directives."""
     rel = os.path.relpath(path, ROOT)
-    with open(path, encoding="utf-8") as f:
-        text = f.read().split("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DocError(f"{rel}: {e}")
     blocks = []
     pending = []  # directives waiting for their block
     i = 0
@@ -492,6 +497,8 @@ def main():
     documents = [os.path.abspath(d) for d in args.documents] or default_documents()
 
     started = time.monotonic()
+    # A SIGTERM (a timeout of the caller) still destroys the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster = Cluster(args.keep)
     passed = failed = 0
     try:
