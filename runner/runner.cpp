@@ -484,13 +484,18 @@ void Runner::send_heartbeats(TimePoint now) {
     if (!refused.empty()) stop_calls_no_longer_ours(refused, /*refused_by_heartbeat=*/true);
 }
 
-void Runner::claim(TimePoint now) {
-    int free_slots = config_.concurrency - static_cast<int>(in_flight_.size());
-    if (free_slots <= 0) return;
+bool Runner::may_claim() const {
+    if (static_cast<int>(in_flight_.size()) >= config_.concurrency) return false;
     if (!config_.pooler_mode) {
         for (const auto& [tid, f] : in_flight_)
-            if (f.connection_generation != connection_generation_) return;  // see connection_generation_
+            if (f.connection_generation != connection_generation_) return false;  // see connection_generation_
     }
+    return true;
+}
+
+void Runner::claim(TimePoint now) {
+    if (!may_claim()) return;
+    const int free_slots = config_.concurrency - static_cast<int>(in_flight_.size());
     if (work_hints_.take(now)) claim_wanted_ = true;
     const bool poll_due = claim_wanted_ || now >= next_poll_;
 
@@ -614,7 +619,10 @@ void Runner::wait(TimePoint now) {
     TimePoint until = now + std::chrono::seconds(1);
     for (const auto& [tid, f] : in_flight_) until = std::min(until, f.next_heartbeat);
     if (db_.connected()) {
-        if (!shutting_down_ && static_cast<int>(in_flight_.size()) < config_.concurrency) {
+        // Only what claim() would act on: a wake-up for a claim that must
+        // wait (a claim wanted, or a poll due, while calls of an earlier
+        // connection are in flight) would spin until they end.
+        if (!shutting_down_ && may_claim()) {
             until = std::min(until, claim_wanted_ ? now : next_poll_);
             if (work_hints_.pending()) until = std::min(until, work_hints_.due());
             for (auto& [region, breaker] : breakers_)

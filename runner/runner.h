@@ -86,6 +86,9 @@ private:
     // false when none was queued.
     bool write_completion_batch();
     void send_heartbeats(TimePoint now);
+    // A free slot, and no call of an earlier connection in flight (see
+    // connection_generation_): what claim() needs before it asks.
+    bool may_claim() const;
     void claim(TimePoint now);
     void start_execution(ClaimedExecution claim, bool probe, TimePoint now);
     // claim_next for these regions, counted; nullopt after a query error that
