@@ -35,6 +35,15 @@
 --       default of track_owner is now false: the lease alone decides. The
 --       runner passes true on its own long-lived session.
 --
+--   pg_dump dumps the rows
+--       The tables are members of the extension, and pg_dump leaves out the
+--       rows of member tables unless the extension marks them as
+--       configuration tables: a pg_dump of a database with execguard
+--       restored every job and execution as gone, and the runners would
+--       have run every unit again. All four are marked now, with the
+--       identity sequence of executions, so a dump carries them and a
+--       restore continues the ids (docs/operations.md, "Backups").
+--
 --   counters claims_unknown and executions_purged
 --       stats_raw gains two OUT columns (before stats_reset), so it and the
 --       view over it are dropped and created again.
@@ -60,6 +69,15 @@ COMMENT ON COLUMN execguard.jobs.purge_finished_at IS
 -- purge_jobs: jobs not yet purged, oldest first, and the purges under way.
 CREATE INDEX jobs_unpurged ON execguard.jobs (submitted_at) WHERE purged_at IS NULL;
 CREATE INDEX jobs_purging ON execguard.jobs (purged_at) WHERE purged_at IS NOT NULL AND purge_finished_at IS NULL;
+
+-- pg_dump dumps the rows ------------------------------------------------------
+
+SELECT pg_catalog.pg_extension_config_dump('execguard.regions', '');
+SELECT pg_catalog.pg_extension_config_dump('execguard.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('execguard.executions', '');
+SELECT pg_catalog.pg_extension_config_dump('execguard.queue', '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('execguard.executions', 'execution_id'), '');
 
 -- Owner tracking is opt-in ---------------------------------------------------
 
@@ -112,25 +130,35 @@ COMMENT ON FUNCTION execguard.purge_jobs(interval, int) IS
 -- as its caller (who needs EXECUTE on purge_jobs too) with the caller's
 -- search_path: it names every object schema-qualified. Called inside a
 -- transaction block it cannot commit, and says so.
+--
+-- Between batches it rests for pause, by default as long as the batch took:
+-- a purge then takes at most half of one core and of the disk's time, and
+-- the claims beside it keep their pace (bench/retention). Retention is
+-- never urgent; pause => '0' purges flat out.
 CREATE PROCEDURE execguard.purge(
     older_than     interval,
-    max_executions int DEFAULT 10000)
+    max_executions int DEFAULT 10000,
+    pause          interval DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 /* execguard internal */
 DECLARE
-    batch record;
+    batch   record;
+    started timestamptz;
 BEGIN
     LOOP
+        started := pg_catalog.clock_timestamp();
         SELECT * INTO batch FROM execguard.purge_jobs(older_than, max_executions);
         COMMIT;
         EXIT WHEN batch.jobs_purged OPERATOR(pg_catalog.=) 0
               AND batch.executions_deleted OPERATOR(pg_catalog.=) 0;
+        PERFORM pg_catalog.pg_sleep_for(
+            coalesce(pause, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started));
     END LOOP;
 END
 $$;
-COMMENT ON PROCEDURE execguard.purge(interval, int) IS
-    'Runs purge_jobs until nothing is left to purge, committing after each batch';
+COMMENT ON PROCEDURE execguard.purge(interval, int, interval) IS
+    'Runs purge_jobs until nothing is left to purge, committing after each batch and resting between batches';
 
 -- Counters -----------------------------------------------------------------
 
@@ -207,7 +235,7 @@ COMMENT ON VIEW execguard.stats IS
 -- As for every object of the schema (execguard--0.1.0.sql): nothing for
 -- PUBLIC; a DBA grants what each role needs (docs/security.md).
 REVOKE ALL ON FUNCTION execguard.purge_jobs(interval, int) FROM PUBLIC;
-REVOKE ALL ON PROCEDURE execguard.purge(interval, int) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE execguard.purge(interval, int, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION execguard.stats_raw() FROM PUBLIC;
 REVOKE ALL ON execguard.stats FROM PUBLIC;
 

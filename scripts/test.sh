@@ -119,6 +119,26 @@ run_pytest() { # name runner-binary pytest-args...
     [ "$bad" -gt 0 ] && grep -E '^(FAILED|ERROR)' "$log" | sed 's/^/  /'
 }
 
+# A suite that ends with its own "N passed, N failed" line: each of its
+# tests counts. A run without that line, with no tests, or with a non-zero
+# exit status but no failure counted, fails.
+run_counted() { # name command...
+    local name=$1 log=$log_dir/$prefix$1.log status line ok bad
+    shift
+    "$@" >"$log" 2>&1
+    status=$?
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    ok=$(echo "$line" | sed -nE 's/^([0-9]+) passed.*/\1/p')
+    bad=$(echo "$line" | sed -nE 's/.* ([0-9]+) failed$/\1/p')
+    ok=${ok:-0} bad=${bad:-0}
+    if [ -z "$line" ] || { [ "$status" -ne 0 ] && [ "$bad" -eq 0 ]; } || [ $((ok + bad)) -eq 0 ]; then
+        bad=$((bad + 1))
+        tail -n 25 "$log" | sed "s/^/  [$prefix$name] /"
+    fi
+    record "$name" "$ok" "$bad"
+    [ "$bad" -gt 0 ] && grep -E '^(FAIL|FAILED)[: ]' "$log" | sed 's/^/  /'
+}
+
 # ctest's summary line; a run without one fails.
 run_ctest() { # name build-dir ctest-args...
     local name=$1 dir=$2 log=$log_dir/$prefix$1.log summary total bad
@@ -195,6 +215,9 @@ run_script hostile_inputs test/hostile/run.sh
 run_script single_user_exit test/single_user/run.sh
 run_pytest e2e "$EG_ROOT/build/runner/execguard-runner" test/e2e
 run_script ops_kit test/ops/run.sh
+run_counted backup_restore test/backup/run.sh
+# Every SQL example of README.md and docs/, run in order; one test per document.
+run_counted docs_examples test/docs/doctest.py
 # Builds the Debian packages, installs them over this machine's files for a
 # minute (then restores those) and runs the demo against them: PG 15 only,
 # the major Debian 12 packages.
@@ -228,6 +251,7 @@ run_script bench_normalize_smoke bench/normalize/run.sh --quick
 run_script bench_claims_smoke bench/claims/run.sh --quick
 run_script bench_callgrind_smoke bench/callgrind/run.sh --quick
 run_script bench_backlog_smoke bench/backlog/run.sh --quick
+run_script bench_retention_smoke bench/retention/run.sh --quick
 run_script clang_format scripts/check-format.sh
 check_server_log
 scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1
