@@ -226,7 +226,9 @@ std::vector<prometheus::MetricFamily> DbStatsCollectable::Collect() const {
 
         auto claims =
             family("execguard_db_claims_total", "Claim attempts by outcome, all clients", MetricType::Counter);
-        for (const char* o : {"claimed", "reclaimed", "running", "completed", "cancelled", "failed", "backoff"})
+        // "unknown" (keys no job submitted) since extension 0.6.0; 0 before.
+        for (const char* o : {"claimed", "reclaimed", "running", "completed", "cancelled", "failed", "backoff",
+                              "unknown"})
             add_sample(claims, {{"outcome", o}}, col((std::string("claims_") + o).c_str()));
         out.push_back(std::move(claims));
 
@@ -242,6 +244,11 @@ std::vector<prometheus::MetricFamily> DbStatsCollectable::Collect() const {
         auto jobs = family("execguard_db_jobs_submitted_total", "Jobs submitted", MetricType::Counter);
         add_sample(jobs, {}, col("jobs_submitted"));
         out.push_back(std::move(jobs));
+
+        auto purged = family("execguard_db_executions_purged_total",
+                             "Executions of finished jobs deleted by purge_jobs (retention)", MetricType::Counter);
+        add_sample(purged, {}, col("executions_purged"));
+        out.push_back(std::move(purged));
 
         auto by_status = family("execguard_db_executions", "Executions by status", MetricType::Gauge);
         auto oldest = family("execguard_db_oldest_pending_age_seconds",

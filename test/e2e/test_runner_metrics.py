@@ -23,6 +23,8 @@ REQUIRED_SAMPLES = [
     'execguard_db_executions{status="pending"}',
     'execguard_db_oldest_pending_age_seconds',
     'execguard_db_up',
+    'execguard_db_claims_total{outcome="unknown"}',
+    'execguard_db_executions_purged_total',
 ]
 
 
