@@ -333,5 +333,5 @@ check "SIGTERM, 60 s calls, 1 s grace: the 3 calls were aborted" \
 stats_are SIGTERM "executions_released = 3 AND stale_writes_rejected = 0"
 
 echo
-echo "examples: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
