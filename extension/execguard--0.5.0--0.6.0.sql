@@ -45,8 +45,8 @@
 --       restore continues the ids (docs/operations.md, "Backups").
 --
 --   counters claims_unknown and executions_purged
---       stats_raw gains two OUT columns (before stats_reset), so it and the
---       view over it are dropped and created again.
+--       from a new function, stats_extra, as the last columns of the view
+--       execguard.stats; stats_raw and the grants on both stay as they were.
 
 \echo Use "ALTER EXTENSION execguard UPDATE TO '0.6.0'" to load this file. \quit
 
@@ -162,101 +162,49 @@ COMMENT ON PROCEDURE execguard.purge(interval, int, interval) IS
 
 -- Counters -----------------------------------------------------------------
 
--- A DBA's grants on the two (docs/security.md grants both to the runner
--- role) must survive their replacement: they are kept for the length of
--- this transaction and given again below.
-DO $$
-BEGIN
-    PERFORM pg_catalog.set_config('execguard_upgrade.stats_acl',
-        coalesce((SELECT relacl::text FROM pg_catalog.pg_class
-                   WHERE oid = 'execguard.stats'::pg_catalog.regclass), '{}'), true);
-    PERFORM pg_catalog.set_config('execguard_upgrade.stats_raw_acl',
-        coalesce((SELECT proacl::text FROM pg_catalog.pg_proc
-                   WHERE oid = 'execguard.stats_raw()'::pg_catalog.regprocedure), '{}'), true);
-END
-$$;
-
-DROP VIEW execguard.stats;
-DROP FUNCTION execguard.stats_raw();
-
-CREATE FUNCTION execguard.stats_raw(
-    OUT claims_claimed                  bigint,
-    OUT claims_reclaimed                bigint,
-    OUT claims_running                  bigint,
-    OUT claims_completed                bigint,
-    OUT claims_cancelled                bigint,
-    OUT claims_failed                   bigint,
-    OUT claims_backoff                  bigint,
-    OUT normalization_duplicates_removed bigint,
-    OUT stale_writes_rejected           bigint,
-    OUT leases_rescued_expired          bigint,
-    OUT leases_rescued_owner_gone       bigint,
-    OUT executions_cancelled            bigint,
-    OUT retries_scheduled               bigint,
-    OUT executions_completed            bigint,
-    OUT executions_failed               bigint,
-    OUT executions_released             bigint,
-    OUT jobs_submitted                  bigint,
-    OUT claims_unknown                  bigint,
-    OUT executions_purged               bigint,
-    OUT stats_reset                     timestamptz)
-AS 'MODULE_PATHNAME', 'execguard_stats'
+-- stats_raw() keeps its columns: a DBA's grants on it and on the view stay
+-- as they are (dropping and creating it again would lose them, and grants
+-- given again by this script would become the extension's own initial
+-- privileges, which pg_dump leaves out). The new counters come from a
+-- function of their own, and the view gains them as its last columns.
+CREATE FUNCTION execguard.stats_extra(
+    OUT claims_unknown    bigint,
+    OUT executions_purged bigint)
+AS 'MODULE_PATHNAME', 'execguard_stats_extra'
 LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
-CREATE VIEW execguard.stats AS
-    SELECT claims_claimed,
-           claims_reclaimed,
-           claims_running,
-           claims_completed,
-           claims_cancelled,
-           claims_failed,
-           claims_backoff,
-           claims_unknown,
+CREATE OR REPLACE VIEW execguard.stats AS
+    SELECT r.claims_claimed,
+           r.claims_reclaimed,
+           r.claims_running,
+           r.claims_completed,
+           r.claims_cancelled,
+           r.claims_failed,
+           r.claims_backoff,
            -- The two layers at which a duplicate execution was stopped.
-           claims_running + claims_completed AS duplicates_prevented_claim,
-           normalization_duplicates_removed  AS duplicates_prevented_normalization,
-           stale_writes_rejected,
-           leases_rescued_expired,
-           leases_rescued_owner_gone,
-           executions_cancelled,
-           retries_scheduled,
-           executions_completed,
-           executions_failed,
-           executions_released,
-           executions_purged,
-           jobs_submitted,
-           stats_reset
-      FROM execguard.stats_raw();
-COMMENT ON VIEW execguard.stats IS
-    'Cumulative counters since server start or stats_reset(); needs shared_preload_libraries = execguard';
+           r.claims_running + r.claims_completed AS duplicates_prevented_claim,
+           r.normalization_duplicates_removed  AS duplicates_prevented_normalization,
+           r.stale_writes_rejected,
+           r.leases_rescued_expired,
+           r.leases_rescued_owner_gone,
+           r.executions_cancelled,
+           r.retries_scheduled,
+           r.executions_completed,
+           r.executions_failed,
+           r.executions_released,
+           r.jobs_submitted,
+           r.stats_reset,
+           x.claims_unknown,
+           x.executions_purged
+      FROM execguard.stats_raw() AS r, execguard.stats_extra() AS x;
 
 -- Privileges ---------------------------------------------------------------
 
 -- As for every object of the schema (execguard--0.1.0.sql): nothing for
--- PUBLIC; a DBA grants what each role needs (docs/security.md).
+-- PUBLIC; a DBA grants what each role needs (docs/security.md). Except
+-- stats_extra: whoever may read the view must be able to call it, and the
+-- roles that read the view today were granted stats_raw and the view, not
+-- it; PUBLIC still needs USAGE on the schema, which only the DBA grants.
 REVOKE ALL ON FUNCTION execguard.purge_jobs(interval, int) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE execguard.purge(interval, int, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION execguard.stats_raw() FROM PUBLIC;
-REVOKE ALL ON execguard.stats FROM PUBLIC;
-
--- The grants the old stats_raw and stats had, other than their owner's.
-DO $$
-DECLARE
-    grant_row record;
-BEGIN
-    FOR grant_row IN
-        SELECT 'ON execguard.stats' AS target, a.*
-          FROM pg_catalog.aclexplode(pg_catalog.current_setting('execguard_upgrade.stats_acl')::pg_catalog.aclitem[]) AS a
-        UNION ALL
-        SELECT 'ON FUNCTION execguard.stats_raw()', a.*
-          FROM pg_catalog.aclexplode(pg_catalog.current_setting('execguard_upgrade.stats_raw_acl')::pg_catalog.aclitem[]) AS a
-    LOOP
-        CONTINUE WHEN grant_row.grantee = grant_row.grantor;
-        EXECUTE pg_catalog.format('GRANT %s %s TO %s%s',
-            grant_row.privilege_type, grant_row.target,
-            CASE WHEN grant_row.grantee = 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_row.grantee)) END,
-            CASE WHEN grant_row.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-END
-$$;
+GRANT EXECUTE ON FUNCTION execguard.stats_extra() TO PUBLIC;

@@ -17,7 +17,9 @@ BEGIN
 END
 $$;
 
--- Nothing in the schema is granted to PUBLIC.
+-- Nothing in the schema is granted to PUBLIC, but execguard.stats_extra():
+-- two counters, which whoever reads execguard.stats must be able to call
+-- (0.6.0 added them to the view). PUBLIC has no USAGE on the schema.
 SELECT p.oid::regprocedure AS function_granted_to_public
   FROM pg_proc AS p
  WHERE p.pronamespace = 'execguard'::regnamespace
@@ -164,7 +166,8 @@ SELECT count(*) FROM execguard.executions;
 SELECT * FROM execguard.stats;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
--- Even with USAGE on the schema, nothing is executable or readable by PUBLIC.
+-- Even with USAGE on the schema, nothing is executable or readable by PUBLIC
+-- (but stats_extra, two counters).
 GRANT USAGE ON SCHEMA execguard TO regress_execguard_nobody;
 SET ROLE regress_execguard_nobody;
 SELECT execguard.normalize_models('["a"]');

@@ -40,7 +40,7 @@ CREATE TEMP TABLE before AS
            max_attempts::int, fencing_token, worker, lease_expires_at, not_before, payload, result, error
       FROM execguard.executions;
 
--- A DBA's grants on what 0.6.0 replaces (stats_raw gains columns) survive.
+-- A DBA's grants on the counters survive the update (0.6.0 adds two to the view).
 CREATE ROLE regress_up_monitor;
 GRANT USAGE ON SCHEMA execguard TO regress_up_monitor;
 GRANT SELECT ON execguard.stats TO regress_up_monitor;

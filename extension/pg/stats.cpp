@@ -112,31 +112,55 @@ eg_require_shared_stats(void)
 extern "C"
 {
 PG_FUNCTION_INFO_V1(execguard_stats);
+PG_FUNCTION_INFO_V1(execguard_stats_extra);
 PG_FUNCTION_INFO_V1(execguard_stats_reset);
+}
+
+/*
+ * counters first..end-1 as the columns of the function's one row, then
+ * stats_reset when with_reset.
+ */
+static Datum
+counters_row(FunctionCallInfo fcinfo, const char *name, int first, int end, bool with_reset)
+{
+	TupleDesc	tupdesc;
+	Datum		values[EG_NUM_COUNTERS + 1];
+	bool		nulls[EG_NUM_COUNTERS + 1] = {false};
+	int			natts = end - first + (with_reset ? 1 : 0);
+
+	eg_require_shared_stats();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "%s must return a composite type", name);
+	if (tupdesc->natts != natts)
+		elog(ERROR, "%s has %d columns, the library expects %d: update the extension", name, tupdesc->natts,
+			 natts);
+
+	for (int i = first; i < end; i++)
+		values[i - first] = Int64GetDatum((int64) pg_atomic_read_u64(&eg_shared->counters[i]));
+	if (with_reset)
+	{
+		SpinLockAcquire(&eg_shared->reset_lock);
+		values[end - first] = TimestampTzGetDatum(eg_shared->stats_reset);
+		SpinLockRelease(&eg_shared->reset_lock);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }
 
 /* execguard.stats_raw(): one row, a column per counter, then stats_reset. */
 extern "C" Datum
 execguard_stats(PG_FUNCTION_ARGS)
 {
-	TupleDesc	tupdesc;
-	Datum		values[EG_NUM_COUNTERS + 1];
-	bool		nulls[EG_NUM_COUNTERS + 1] = {false};
+	return counters_row(fcinfo, "execguard.stats_raw()", 0, EG_NUM_RAW_COUNTERS, true);
+}
 
-	eg_require_shared_stats();
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "execguard_stats must return a composite type");
-	if (tupdesc->natts != EG_NUM_COUNTERS + 1)
-		elog(ERROR, "execguard.stats_raw() has %d columns, the library expects %d: update the extension",
-			 tupdesc->natts, EG_NUM_COUNTERS + 1);
-
-	for (int i = 0; i < EG_NUM_COUNTERS; i++)
-		values[i] = Int64GetDatum((int64) pg_atomic_read_u64(&eg_shared->counters[i]));
-	SpinLockAcquire(&eg_shared->reset_lock);
-	values[EG_NUM_COUNTERS] = TimestampTzGetDatum(eg_shared->stats_reset);
-	SpinLockRelease(&eg_shared->reset_lock);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+/*
+ * execguard.stats_extra() (0.6.0): the counters added after stats_raw(),
+ * whose columns a DBA's grants depend on and so never change.
+ */
+extern "C" Datum
+execguard_stats_extra(PG_FUNCTION_ARGS)
+{
+	return counters_row(fcinfo, "execguard.stats_extra()", EG_NUM_RAW_COUNTERS, EG_NUM_COUNTERS, false);
 }
 
 /* execguard.stats_reset(): zero every counter (not the owner-exit epoch). */

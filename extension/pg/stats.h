@@ -13,7 +13,10 @@
 
 #include "postgres.h"
 
-/* Order = the OUT columns of execguard.stats_raw(), before stats_reset. */
+/*
+ * Order = the OUT columns of execguard.stats_raw() (before stats_reset) up
+ * to EG_JOBS_SUBMITTED, then those of execguard.stats_extra() (0.6.0).
+ */
 typedef enum EgCounter
 {
 	EG_CLAIMS_CLAIMED,
@@ -37,6 +40,9 @@ typedef enum EgCounter
 	EG_EXECUTIONS_PURGED,
 	EG_NUM_COUNTERS
 } EgCounter;
+
+/* The counters of stats_raw(); the rest are stats_extra()'s. */
+#define EG_NUM_RAW_COUNTERS EG_CLAIMS_UNKNOWN
 
 /* Called from _PG_init while the postmaster loads preloaded libraries. */
 extern void eg_stats_install_hooks(void);
