@@ -135,8 +135,14 @@ func callModel(ctx context.Context, c *claim) (map[string]any, *failure) {
 		class = "server_error"
 	}
 	f := &failure{fmt.Sprintf("%s: HTTP %d: %.300s", class, resp.StatusCode, b), class != "permanent", sql.NullString{}}
-	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 && f.retryable {
-		f.retryAfter = sql.NullString{String: fmt.Sprintf("%d seconds", n), Valid: true} // the provider's wait wins
+	// A provider's Retry-After in seconds wins (at most a day, as the runner's:
+	// fail_execution refuses over 30 days); else execguard's backoff (NULL).
+	n, err := strconv.ParseUint(resp.Header.Get("Retry-After"), 10, 64) // too large: ErrRange, and the largest
+	if f.retryable && (err == nil || errors.Is(err, strconv.ErrRange)) {
+		if n > 86400 {
+			n = 86400
+		}
+		f.retryAfter = sql.NullString{String: fmt.Sprintf("%d seconds", n), Valid: true}
 	}
 	return nil, f
 }

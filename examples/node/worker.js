@@ -74,8 +74,9 @@ function outcomeOf(status, retryAfter, body) {
     }
   }
   const cls = { 429: 'rate_limit', 408: 'timeout' }[status] || (status >= 500 ? 'server_error' : 'permanent');
-  // A provider's Retry-After (seconds) wins; else execguard's backoff (NULL).
-  const wait = /^\d+$/.test(retryAfter || '') ? `${retryAfter} seconds` : null;
+  // A provider's Retry-After in seconds wins (at most a day, as the runner's:
+  // fail_execution refuses over 30 days); else execguard's backoff (NULL).
+  const wait = /^\d+$/.test(retryAfter || '') ? `${Math.min(Number(retryAfter), 86400)} seconds` : null;
   return { failure: [`${cls}: HTTP ${status}: ${body.slice(0, 300)}`, cls !== 'permanent', wait] };
 }
 

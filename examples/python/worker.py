@@ -119,8 +119,10 @@ def outcome_of(status, retry_after, body):
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return None, ("permanent: malformed response: %r" % body[:200], False, None)
     cls = {429: "rate_limit", 408: "timeout"}.get(status, "server_error" if status >= 500 else "permanent")
-    # A provider's Retry-After (seconds) wins; else execguard's backoff (NULL).
-    wait = datetime.timedelta(seconds=float(retry_after)) if (retry_after or "").isdigit() else None
+    # A provider's Retry-After in seconds wins (at most a day, as the runner's:
+    # fail_execution refuses over 30 days); else execguard's backoff (NULL).
+    secs = (retry_after or "").strip()
+    wait = datetime.timedelta(seconds=min(int(secs), 86400)) if secs.isascii() and secs.isdigit() else None
     return None, ("%s: HTTP %d: %s" % (cls, status, body[:300].decode(errors="replace")), cls != "permanent", wait)
 
 

@@ -12,7 +12,8 @@
 #      are aborted, the rows are cancelled, nothing is written after;
 #   4. retry: a 429 (with Retry-After) and a 500 on each unit's first call are
 #      failed retryably and completed by a later grant after the backoff; a
-#      400 fails the unit for good;
+#      400 fails the unit for good; a Retry-After past fail_execution's
+#      limit is capped;
 #   5. SIGTERM: a call that ends within the grace period is completed, one
 #      that does not is aborted and released (its attempt given back).
 #
@@ -296,6 +297,24 @@ check "retry: the 400 units failed for good after one call, error class permanen
       WHERE job_id = 'ex-retry' AND region = 'r-400' GROUP BY execution_id, status, attempt, error
      HAVING status <> 'failed' OR attempt <> 1 OR error NOT LIKE 'permanent: HTTP 400%' OR count(seq) <> 1"
 stats_are retry "claims_claimed = 10 AND retries_scheduled = 4 AND executions_failed = 2 AND executions_completed = 4 AND stale_writes_rejected = 0"
+
+new_scenario # each worker holds one unit when the 429 comes: all three answer it
+control '{"latency": 4, "mode": "429", "retry_after": "99999999999999999999", "count": 3}'
+q -c "SELECT * FROM execguard.submit_job('{\"id\": \"ex-retry-after\", \"models\": [\"m-a\", \"m-b\", \"m-c\"],
+        \"regions\": [\"r-east\"], \"questions\": [\"q1\"]}')" >/dev/null
+start_workers retry-after EXECGUARD_EXIT_WHEN_IDLE=1
+wait_until 30 "three calls in flight" calls_in_flight 3 || true
+rows_backing_off() {
+    [ "$(q -c "SELECT count(*) FROM execguard.executions WHERE job_id = 'ex-retry-after'
+                  AND status = 'pending' AND error IS NOT NULL")" = 3 ]
+}
+wait_until 30 "three failed calls" rows_backing_off || true
+check "retry: a Retry-After of 10^20 s is capped at a day (fail_execution refuses over 30 days)" \
+    "SELECT execution_id, status, attempt, not_before - now() AS wait, error FROM execguard.executions
+      WHERE job_id = 'ex-retry-after' AND (status <> 'pending' OR attempt <> 1 OR error NOT LIKE 'rate_limit: HTTP 429%'
+            OR not_before NOT BETWEEN now() + interval '23 hours' AND now() + interval '25 hours')"
+q -c "SELECT execguard.cancel_job('ex-retry-after')" >/dev/null
+wait_workers retry-after 20 # they survived the 429 and go idle once the job is cancelled
 
 # --- 5. SIGTERM ---------------------------------------------------------------------
 echo "# 5. SIGTERM: finish the call within the grace period, else release it"
