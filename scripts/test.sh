@@ -218,6 +218,8 @@ run_script ops_kit test/ops/run.sh
 run_counted backup_restore test/backup/run.sh
 # Every SQL example of README.md and docs/, run in order; one test per document.
 run_counted docs_examples test/docs/doctest.py
+# The worker examples of examples/ (Python, Node, Go) against one job.
+run_counted client_examples test/examples/run.sh
 # Builds the Debian packages, installs them over this machine's files for a
 # minute (then restores those) and runs the demo against them: PG 15 only,
 # the major Debian 12 packages.
