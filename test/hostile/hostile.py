@@ -8,8 +8,18 @@ exact outcome (must succeed, or must fail with one particular SQLSTATE).
 Afterwards: the server log has no backend crash, the postmaster did not
 restart, and the tables hold exactly what the successful calls wrote.
 
-Usage: test/hostile/run.sh (PG* environment variables name the cluster;
-EXECGUARD_CLUSTER_DIR or --server-log names its log file).
+Claims of keys that no submitted job has are made under both values of
+execguard.claims_require_submitted_job: with its default (on, checked at
+the start) they must return 'unknown', counted in claims_unknown, and write
+nothing; with it off for the call (SET LOCAL, which needs a superuser) they
+create the key running, as up to 0.5.0. cancel_job of a job id never
+submitted leaves a tombstone row in execguard.jobs (no spec), whose keys
+are refused even with the setting off. The final check of the tables
+counts exactly the rows submit_job and the create-on-claim calls reported,
+and exactly those jobs and tombstones.
+
+Usage: test/hostile/run.sh (PG* environment variables name the cluster,
+as a superuser; EXECGUARD_CLUSTER_DIR or --server-log names its log file).
 """
 import argparse
 import json
@@ -63,7 +73,9 @@ class Suite:
         self.violations = []
         self.crashes = 0
         self.submitted = {}  # canonical job_id -> executions created (sum over calls)
-        self.claim_created = set()  # execution_ids created by claim_execution of unsubmitted keys
+        self.claim_created = set()  # execution_ids created by claims of unsubmitted keys (setting off)
+        self.unknown_claims = 0  # claims that returned 'unknown' (each must be counted in claims_unknown)
+        self.tombstones = set()  # job ids cancel_job was given that no submit_job created
         self.grants = []  # (execution_id, fencing_token) from successful grants
 
     @staticmethod
@@ -142,11 +154,30 @@ class Suite:
             self.submitted[rows[0][0]] = self.submitted.get(rows[0][0], 0) + rows[0][1]
         return rows
 
-    def claim(self, args, expect="any", name=None, sql_args=None):
+    def claim(self, args, expect="any", name=None, sql_args=None, outcome=None, create_on_claim=None):
+        """A claim_execution call. outcome: the outcome it must return.
+        create_on_claim: None keeps the session's execguard.claims_require_submitted_job
+        (on: the default); True/False set it off/on for this call only."""
         sql = "SELECT (c).* FROM (SELECT execguard.claim_execution(%s) AS c) s" % (sql_args or ", ".join(["%s"] * len(args)))
-        rows = self.call("claim_execution", sql, tuple(args), expect, name)
+        setup = None
+        if create_on_claim is not None:
+            setup = "SET LOCAL execguard.claims_require_submitted_job = %s" % ("off" if create_on_claim else "on")
+
+        def check(rows):
+            if outcome is not None and rows[0][0] != outcome:
+                return f"outcome {rows[0][0]}, expected {outcome}"
+            if rows[0][0] == "unknown" and any(v is not None for v in rows[0][1:]):
+                return f"'unknown' with a row: {rows[0]}"
+            return None
+
+        rows = self.call("claim_execution", sql, tuple(args), expect, name, check, setup)
         if rows and rows[0][0] in ("claimed", "reclaimed"):
             self.grants.append((rows[0][1], rows[0][2]))
+        if rows and rows[0][0] == "unknown":
+            self.unknown_claims += 1
+        if rows and create_on_claim and rows[0][0] == "claimed" and outcome == "claimed":
+            # Only callers that know the key did not exist say outcome="claimed" here.
+            self.claim_created.add(rows[0][1])
         return rows
 
 
@@ -380,11 +411,27 @@ def claim_cases(s):
     for lease in ["0", "-1 second", "8 days", "1000 years", "178000000 years", "-178000000 years", "1 microsecond",
                   "7 days", "1 month -40 days", "P1Y", "2147483647 days", "forever", "99999999999999999 years"]:
         s.claim([job, "a", "r2", "q1", None, lease, True], "any", f"lease {lease}")
-    s.claim([s.jid("never-submitted"), "ghost", "r", "", None, "60 s", True], "ok", "claim a never-submitted key")
+    # Keys no submitted job has: refused with the default setting (on),
+    # created running with it off; a key that exists is claimed as usual
+    # whatever the setting.
+    ghost = [s.jid("never-submitted"), "ghost", "r", "", None, "60 s", True]
+    s.claim(ghost, "ok", "claim a never-submitted key", outcome="unknown")
+    s.claim(ghost, "ok", "claim a never-submitted key, setting on", outcome="unknown", create_on_claim=False)
+    s.claim(ghost, "ok", "claim a never-submitted key, setting off", outcome="claimed", create_on_claim=True)
+    s.claim(ghost, "ok", "the key created by a claim, setting on again", outcome="running")
+    outside = [job, "not-in-the-spec", "r1", "q1", None, "60 s", False]
+    s.claim(outside, "ok", "a model outside a submitted job's spec", outcome="unknown")
+    s.claim([job, "a", "r1", "not-in-the-spec"], "ok", "a question outside a submitted job's spec", outcome="unknown")
+    s.claim(outside, "ok", "a model outside a submitted job's spec, setting off", outcome="claimed",
+            create_on_claim=True)
     for label, text in list(UNICODE.items())[:6]:
-        rows = s.claim([s.jid("claim-u-" + text), text, text, text, text, "60 s", False], "ok", f"unicode key {label}")
+        key = [s.jid("claim-u-" + text), text, text, text, text, "60 s", False]
+        s.claim(key, "ok", f"unicode key {label}", outcome="unknown")
+        s.claim(key, "ok", f"unicode key {label}, setting off", outcome="claimed", create_on_claim=True)
     for i, text in enumerate(SQL_LOOKING[:3]):
-        s.claim([s.jid(text), text, text, text, text, "60 s", True], "ok", f"sql-looking key {i}")
+        key = [s.jid(text), text, text, text, text, "60 s", True]
+        s.claim(key, "ok", f"sql-looking key {i}", outcome="unknown")
+        s.claim(key, "ok", f"sql-looking key {i}, setting off", outcome="claimed", create_on_claim=True)
     s.claim([], "42883", "claim_execution(1,2,3)", sql_args="1, 2, 3")
     s.claim(["a", "b", "c"], "22007", "lease 'soon'", sql_args="%s, %s, %s, '', NULL, 'soon'")
     s.claim(["a", "b", "c"], "22P02", "track_owner 'maybe'", sql_args="%s, %s, %s, '', NULL, '1s', 'maybe'")
@@ -517,10 +564,22 @@ def claim_cases(s):
         s.call(fn, sql, (None,), "22004", f"{fn} NULL")
         for label, v in [("empty", ""), ("blank", " \t"), ("long", "x" * 201), ("10 MB", "x" * MB10), ("control", "\x1b[31m")]:
             s.call(fn, sql, (v,), "22023", f"{fn} {label}")
+        # cancel_job of an id never submitted leaves a tombstone (0.6.0);
+        # retry_job of one writes nothing.
         for i, text in enumerate(SQL_LOOKING):
-            s.call(fn, sql, (text,), "ok", f"{fn} sql-looking {i}", lambda r: None if r[0][0] == 0 else f"touched {r}")
-        s.call(fn, sql, (s.jid("no-such-job"),), "ok", f"{fn} unknown job", lambda r: None if r[0][0] == 0 else f"{r}")
+            if s.call(fn, sql, (text,), "ok", f"{fn} sql-looking {i}",
+                      lambda r: None if r[0][0] == 0 else f"touched {r}") and fn == "cancel_job":
+                s.tombstones.add(text)
+        if s.call(fn, sql, (s.jid("no-such-job"),), "ok", f"{fn} unknown job",
+                  lambda r: None if r[0][0] == 0 else f"{r}") and fn == "cancel_job":
+            s.tombstones.add(s.jid("no-such-job"))
         s.call(fn, f"SELECT execguard.{fn}(42)", (), "42883", f"{fn} integer")
+    # The tombstone's keys are refused with either setting, and its late
+    # submit is an error: a cancel that overtook its submit wins.
+    early = [s.jid("no-such-job"), "m1", "r1", "q1", None, "60 s", False]
+    s.claim(early, "ok", "a key of a tombstone", outcome="unknown")
+    s.claim(early, "ok", "a key of a tombstone, setting off", outcome="cancelled", create_on_claim=True)
+    s.submit(spec(s, "no-such-job"), "23505", "submit after a cancel of a job never submitted")
     # claim_next calls above take the oldest due m1 rows of any job, which in
     # a fresh cluster can be rows of this one: cancel must take exactly the
     # rows still pending or running, and they must be nearly all 10,000.
@@ -544,11 +603,18 @@ def main():
 
     s = Suite(prefix=f"hostile-{os.getpid()}-{int(started)}-")
     with s.conn.cursor() as cur:
-        cur.execute("SELECT pg_postmaster_start_time(), (SELECT count(*) FROM execguard.jobs), "
+        cur.execute("SELECT pg_postmaster_start_time(), "
                     "(SELECT count(*) FROM execguard.executions), "
-                    "(SELECT coalesce(max(execution_id), 0) FROM execguard.executions)")
-        postmaster_start, jobs_before, executions_before, max_id_before = cur.fetchone()
+                    "(SELECT coalesce(max(execution_id), 0) FROM execguard.executions), "
+                    "current_setting('execguard.claims_require_submitted_job'), "
+                    "(SELECT claims_unknown FROM execguard.stats)")
+        postmaster_start, executions_before, max_id_before, strict_claims, unknown_before = cur.fetchone()
+        cur.execute("SELECT job_id FROM execguard.jobs")
+        jobs_before = {r[0] for r in cur.fetchall()}
     s.conn.commit()
+    if strict_claims != "on":
+        s.violations.append(f"execguard.claims_require_submitted_job is {strict_claims} in this session; "
+                            "the default is on, which the claim cases expect")
 
     normalize_cases(s)
     submit_cases(s)
@@ -559,26 +625,48 @@ def main():
         if cur.fetchone()[0] != postmaster_start:
             s.violations.append("the server restarted during the run (pg_postmaster_start_time changed)")
             s.crashes += 1
-        cur.execute("SELECT job_id FROM execguard.jobs")
-        jobs_now = {r[0] for r in cur.fetchall()}
-        new_jobs = len(jobs_now) - jobs_before
-        if new_jobs != len(s.submitted) or not set(s.submitted) <= jobs_now:
-            s.violations.append(f"jobs table: {new_jobs} new jobs, valid submit_job calls created {len(s.submitted)}")
-        cur.execute("SELECT job_id, count(*) FROM execguard.executions WHERE execution_id > %s GROUP BY job_id",
+        # Jobs: those valid submit_job calls created, and the tombstones of
+        # cancel_job calls of ids never submitted (some may be older than
+        # this run: the SQL-looking ids carry no prefix).
+        cur.execute("SELECT job_id, spec IS NULL AND cancelled_at IS NOT NULL FROM execguard.jobs")
+        jobs_now = dict(cur.fetchall())
+        new_jobs = set(jobs_now) - jobs_before
+        expected_jobs = set(s.submitted) | (s.tombstones - jobs_before)
+        if new_jobs != expected_jobs:
+            s.violations.append(f"jobs table: {len(new_jobs)} new jobs, expected {len(expected_jobs)} "
+                                f"({len(s.submitted)} submitted, {len(s.tombstones - jobs_before)} new tombstones); "
+                                f"unexpected {sorted(new_jobs - expected_jobs)[:3]}, "
+                                f"missing {sorted(expected_jobs - new_jobs)[:3]}")
+        for job in s.tombstones - jobs_before:
+            if job in jobs_now and not jobs_now[job]:
+                s.violations.append(f"job {job[:60]}: cancelled before any submit, but not a tombstone (spec, no cancel)")
+        # Executions: exactly the rows submit_job reported, per job, and the
+        # rows the create-on-claim calls (setting off) were granted.
+        cur.execute("SELECT execution_id, job_id FROM execguard.executions WHERE execution_id > %s",
                     (max_id_before,))
-        per_job = dict(cur.fetchall())
+        new_rows = dict(cur.fetchall())
         cur.execute("SELECT count(*) FROM execguard.executions")
         executions_now = cur.fetchone()[0]
-        # Rows claim_execution created for never-submitted keys (a documented path).
-        cur.execute("SELECT count(*) FROM execguard.executions WHERE execution_id > %s "
-                    "AND job_id NOT IN (SELECT job_id FROM execguard.jobs)", (max_id_before,))
-        claimed_new = cur.fetchone()[0]
-        expected_rows = sum(s.submitted.values()) + claimed_new
+        missing = s.claim_created - set(new_rows)
+        if missing:
+            s.violations.append(f"executions created by claims are missing: {sorted(missing)[:5]}")
+        per_job = Counter(job for eid, job in new_rows.items() if eid not in s.claim_created)
+        expected_rows = sum(s.submitted.values()) + len(s.claim_created)
         if executions_now - executions_before != expected_rows:
-            s.violations.append(f"executions: {executions_now - executions_before} new rows, expected {expected_rows}")
+            s.violations.append(f"executions: {executions_now - executions_before} new rows, expected {expected_rows} "
+                                f"({sum(s.submitted.values())} submitted, {len(s.claim_created)} created by claims "
+                                "with execguard.claims_require_submitted_job off)")
         for job, created in s.submitted.items():
             if per_job.get(job, 0) != created:
                 s.violations.append(f"job {job[:60]}: {per_job.get(job, 0)} rows, submit_job reported {created}")
+        for job in set(per_job) - set(s.submitted):
+            s.violations.append(f"job {job[:60]}: {per_job[job]} rows that neither submit_job nor a claim "
+                                "with the setting off reported")
+        # Every 'unknown' was counted (at least: the counters are cluster-wide).
+        cur.execute("SELECT claims_unknown FROM execguard.stats")
+        unknown_counted = cur.fetchone()[0] - unknown_before
+        if unknown_counted < s.unknown_claims:
+            s.violations.append(f"claims_unknown grew by {unknown_counted}, {s.unknown_claims} claims returned 'unknown'")
         cur.execute("SELECT count(*) FROM execguard.regions")
         if cur.fetchone()[0] != 0:
             s.violations.append("execguard.regions kept a row from a rolled-back call")
@@ -598,6 +686,9 @@ def main():
     by_state = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()))
     print(f"hostile: {s.cases} inputs, {errors} clean errors by SQLSTATE ({by_state}), {s.results} results; "
           f"{s.crashes} crashes ({time.time() - started:.0f} s)")
+    print(f"hostile: claims of keys no job submitted: {s.unknown_claims} refused ('unknown'), "
+          f"{len(s.claim_created)} created with execguard.claims_require_submitted_job off; "
+          f"{len(s.tombstones)} tombstones of cancel_job")
     for v in s.violations:
         print("hostile: VIOLATION " + v)
     if s.cases < 200:
