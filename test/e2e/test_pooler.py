@@ -4,8 +4,10 @@ Behind such a pooler a client's transactions run in whichever server backend
 is free, and the pooler closes server connections on its own schedule. The
 claims must still grant each key once and refuse stale writes (they hold no
 session state and take no advisory locks). Owner tracking, which ties a
-claim to the backend that made it, must be turned off there
-(track_owner => false): these tests show why, and that the lease takes over.
+claim to the backend that made it, must stay off there (track_owner =>
+false, the default since 0.6.0): these tests show why, and that the lease
+takes over. Every key claimed here was submitted first (submit_job): a
+claim of a key no job submitted is refused ('unknown') since 0.6.0.
 """
 import collections
 import random
@@ -23,6 +25,12 @@ def claim(conn, job_id, region, question, worker="w", lease="60 seconds", track_
         cur.execute(CLAIM, (job_id, region, question, worker, lease, track_owner))
         outcome, execution_id, token, backend = cur.fetchone()
     return {"outcome": outcome, "execution_id": execution_id, "token": token, "backend": backend}
+
+
+def submit(db, job_id, region, questions):
+    """Submits the job whose keys are (job_id, 'm1', region, q) for each q in questions."""
+    db.submit_job({"id": job_id, "models": ["m1"], "constraints": {"regions": [region]},
+                   "questions": list(questions)})
 
 
 def complete(conn, grant, result='{"text": "4"}'):
@@ -65,6 +73,7 @@ def test_eight_clients_on_two_pooled_backends_claim_each_key_exactly_once(db, pg
                                                                           region_prefix):
     region = region_prefix + "-us-east"
     keys = ["q%d" % i for i in range(150)]
+    submit(db, job_id, region, keys)
     clients = 8
     outcomes = collections.defaultdict(collections.Counter)
     grants = {}
@@ -155,8 +164,9 @@ def test_claim_next_from_eight_pooled_clients_never_grants_a_row_twice(db, pgbou
 
 def test_the_pooler_recycling_a_server_connection_rescues_a_tracked_claim_from_a_live_worker(
         db, pgbouncer, job_id, region_prefix):
-    """Why a worker behind a transaction-mode pooler must pass track_owner => false."""
+    """Why a worker behind a transaction-mode pooler must not pass track_owner => true."""
     region = region_prefix + "-us-east"
+    submit(db, job_id, region, ["tracked", "untracked"])
     worker = pgbouncer.connect()
     other = pgbouncer.connect()
     try:
@@ -189,6 +199,7 @@ def test_the_pooler_recycling_a_server_connection_rescues_a_tracked_claim_from_a
 def test_an_untracked_claim_whose_worker_vanished_is_rescued_when_its_lease_expires(
         db, pgbouncer, job_id, region_prefix):
     region = region_prefix + "-us-east"
+    submit(db, job_id, region, ["q1"])
     worker = pgbouncer.connect()
     first = claim(worker, job_id, region, "q1", worker="w1", lease="1 second")
     assert first["outcome"] == "claimed"
