@@ -86,12 +86,16 @@ def test_every_panel_and_rule_expression_returns_series_from_real_runners(
     limited_region = region_prefix + "-limited"
 
     # A rescue waiting for the runners: a claim whose owner's session is gone.
+    # Only an owner-tracked claim is rescued when its session ends
+    # (track_owner defaults to false since 0.6.0; an untracked one would wait
+    # for its lease and count as an expired-lease rescue instead).
     rescue_job = job_id + "-rescue"
     db.submit_job(e2e.spec(rescue_job, ok_region, 1))
     owner = psycopg2.connect("")
     owner.autocommit = True
     with owner.cursor() as cur:
-        cur.execute("SELECT outcome FROM execguard.claim_execution(%s, 'm1', %s, %s, 'gone-worker')",
+        cur.execute("SELECT outcome FROM execguard.claim_execution(%s, 'm1', %s, %s, 'gone-worker', "
+                    "                                              track_owner => true)",
                     (rescue_job, ok_region, "question 0 of %s" % rescue_job))
         assert cur.fetchone()[0] == "claimed"
     owner.close()
