@@ -6,7 +6,8 @@
 # the single-user process has already detached at exit. The key comes from
 # submit_job (a claim of a key no job submitted is refused), and the claim
 # asks for owner tracking (track_owner => true; the default is false since
-# 0.6.0), which is what registers the callback.
+# 0.6.0): a tracked claim is what registers the callback under a
+# postmaster, and what extension/pg/owner.cpp must skip here.
 #
 #   test/single_user/run.sh
 #
