@@ -4,8 +4,11 @@
 # machine is doing, where the pgbench figures of bench/claims move by 20%
 # from run to run. It compares, in one go:
 #
-#   0.5.0 sql     claims as SQL statements (execguard.direct_writes = off)
-#   0.5.0 direct  direct writes (the default)
+#   V sql     claims as SQL statements (execguard.direct_writes = off)
+#   V direct  direct writes (the default)
+#
+# where V is the current schema version (default_version in
+# extension/execguard.control; 0.6.0 at the time of writing).
 #
 # The library works only with its own schema version, so an older schema
 # is measured with the library of its release (the figures for 0.1.0 to
@@ -13,11 +16,19 @@
 # library installed.
 #
 # on four loops (loop_*.sql, each with setup_<loop>.sql if there is one,
-# else setup_pending.sql):
+# else setup_pending.sql, and the settings of session_<loop>.sql if there
+# is one, run once before the loop):
 #   single     claim_next(1) + complete_execution of what it granted
 #   batch10    claim_next(10) + complete_executions, one statement
 #   duplicate  claim_execution of a key that is already completed
-#   new        claim_execution of a key never seen (created running)
+#   new        claim_execution of a key never seen (created running): since
+#              0.6.0 only with execguard.claims_require_submitted_job off
+#              (session_new.sql), else the claim is refused ('unknown') and
+#              creates nothing; a loop whose claims come back 'unknown'
+#              fails, so the refusal is never measured in its place
+# Every claim passes track_owner => true, as the runner does on its own
+# session (the default became false in 0.6.0), so the loops measure the
+# same owner-tracked path as the figures of earlier versions.
 #
 #   bench/callgrind/run.sh [--quick]
 #
@@ -37,7 +48,9 @@ root=$(cd "$here/../.." && pwd)
 . "$root/scripts/lib.sh"
 
 ITERATIONS=${ITERATIONS:-200}
-CONFIGS=${CONFIGS:-"0.5.0:off 0.5.0:on"}
+# The current schema (the control file's default_version) on both paths.
+current=$(sed -n "s/^default_version = '\(.*\)'$/\1/p" "$root/extension/execguard.control")
+CONFIGS=${CONFIGS:-"$current:off $current:on"}
 LOOPS=${LOOPS:-"single batch10 duplicate new"}
 [ "${1:-}" = --quick ] && ITERATIONS=5
 PG_BIN=${PG_BIN:-$(eg_pg_bin)}
@@ -73,11 +86,16 @@ instructions() {
     { echo "SET execguard.direct_writes = $direct;"
       # one rescue pass, in the first call; then the busy path
       echo "SET execguard.rescue_interval = '1min';"
+      if [ -f "$here/session_$loop.sql" ]; then grep -v '^--' "$here/session_$loop.sql"; fi
       for _ in $(seq "$count"); do grep -v '^--' "$here/loop_$loop.sql"; done; } >"$script"
     [ "$(id -u)" = 0 ] && chown postgres "$script"
     rm -f "$out"
     backend valgrind --tool=callgrind --callgrind-out-file="$out" <"$script" >"$dir/loop.out" 2>"$dir/valgrind.log"
     if grep -q ERROR "$dir/loop.out"; then grep -m3 ERROR "$dir/loop.out" >&2; exit 1; fi
+    if grep -q '"unknown"' "$dir/loop.out"; then
+        echo "bench: loop $loop: claims returned 'unknown' (a key no job submitted): not the path it measures" >&2
+        exit 1
+    fi
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/valgrind.log"
 }
 
