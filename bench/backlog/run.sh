@@ -39,6 +39,9 @@
 #       one plain INSERT ... SELECT of the same units into copies of
 #       executions and queue (same columns, indexes, foreign key) and the
 #       job row; units/s; target >= 0.5x
+# Every execguard claim passes track_owner => true, as the runner does on
+# its own session (the default is false since 0.6.0), so the figures stay
+# comparable with those of earlier versions.
 # Each figure is the median of ROUNDS runs of SECONDS_PER_RUN s, execguard
 # and baseline interleaved (A, B, A, B, ...); (e) is timed per round. Both
 # sides are filled with the same jobs (submit_job, and the same units by
@@ -310,7 +313,7 @@ IDLE_MEDIAN=- IDLE_MAX=-
 idle_probe() {
     local side=$1 stmt out times claimed
     if [ "$side" = execguard ]; then
-        stmt="SELECT count(*) FROM execguard.claim_next('bench-idle', 1, regions => '{nobody-serves-this}');"
+        stmt="SELECT count(*) FROM execguard.claim_next('bench-idle', 1, regions => '{nobody-serves-this}', track_owner => true);"
     else
         stmt="WITH c AS (UPDATE $BASE AS e
                             SET status = 'running', attempt = e.attempt + 1, fencing_token = e.fencing_token + 1,
