@@ -91,7 +91,12 @@ instructions() {
     [ "$(id -u)" = 0 ] && chown postgres "$script"
     rm -f "$out"
     backend valgrind --tool=callgrind --callgrind-out-file="$out" <"$script" >"$dir/loop.out" 2>"$dir/valgrind.log"
-    if grep -q ERROR "$dir/loop.out"; then grep -m3 ERROR "$dir/loop.out" >&2; exit 1; fi
+    # The backend writes its results to stdout and its messages (an ERROR
+    # among them) to stderr, with valgrind's own lines.
+    if grep -qE '(ERROR|FATAL|PANIC):  ' "$dir/valgrind.log" "$dir/loop.out"; then
+        grep -hm3 -E '(ERROR|FATAL|PANIC):  ' "$dir/valgrind.log" "$dir/loop.out" >&2
+        exit 1
+    fi
     if grep -q '"unknown"' "$dir/loop.out"; then
         echo "bench: loop $loop: claims returned 'unknown' (a key no job submitted): not the path it measures" >&2
         exit 1
