@@ -47,9 +47,13 @@
 --   queue_summary reads the queue, not every execution
 --       (see the statement below).
 --
---   counters claims_unknown and executions_purged
+--   counters claims_unknown, executions_purged and writes_after_cancel
 --       from a new function, stats_extra, as the last columns of the view
 --       execguard.stats; stats_raw and the grants on both stay as they were.
+--       A heartbeat or write refused because cancel_job cancelled the
+--       execution under the caller's grant is counted as writes_after_cancel,
+--       no longer as a stale write: every cancel of work in flight fired the
+--       stale-write alert.
 
 \echo Use "ALTER EXTENSION execguard UPDATE TO '0.6.0'" to load this file. \quit
 
@@ -171,8 +175,9 @@ COMMENT ON PROCEDURE execguard.purge(interval, int, interval) IS
 -- privileges, which pg_dump leaves out). The new counters come from a
 -- function of their own, and the view gains them as its last columns.
 CREATE FUNCTION execguard.stats_extra(
-    OUT claims_unknown    bigint,
-    OUT executions_purged bigint)
+    OUT claims_unknown      bigint,
+    OUT executions_purged   bigint,
+    OUT writes_after_cancel bigint)
 AS 'MODULE_PATHNAME', 'execguard_stats_extra'
 LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
 
@@ -198,7 +203,10 @@ CREATE OR REPLACE VIEW execguard.stats AS
            r.jobs_submitted,
            r.stats_reset,
            x.claims_unknown,
-           x.executions_purged
+           x.executions_purged,
+           -- Heartbeats and writes refused because cancel_job cancelled the
+           -- execution under the caller's grant (not stale: told to stop).
+           x.writes_after_cancel
       FROM execguard.stats_raw() AS r, execguard.stats_extra() AS x;
 
 -- queue_summary without reading every execution ---------------------------

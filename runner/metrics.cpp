@@ -218,6 +218,14 @@ std::vector<prometheus::MetricFamily> DbStatsCollectable::Collect() const {
         add_sample(stale, {}, col("stale_writes_rejected"));
         out.push_back(std::move(stale));
 
+        // Extension 0.6.0: refusals because the execution was cancelled under
+        // the writer's grant, no longer counted as stale writes.
+        auto after_cancel = family("execguard_db_writes_after_cancel_total",
+                                   "Heartbeats and writes refused because the execution was cancelled",
+                                   MetricType::Counter);
+        add_sample(after_cancel, {}, col("writes_after_cancel"));
+        out.push_back(std::move(after_cancel));
+
         auto rescued = family("execguard_db_leases_rescued_total",
                               "Running executions taken over by claim_next, by reason", MetricType::Counter);
         add_sample(rescued, {{"reason", "expired"}}, col("leases_rescued_expired"));

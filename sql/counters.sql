@@ -86,6 +86,14 @@ SELECT outcome FROM execguard.claim_execution('ct-job', 'm2', 'r2', 'qa');
 
 SELECT status, count(*) FROM execguard.executions GROUP BY status ORDER BY status;
 
+-- The holder of a cancelled execution is refused with the token of its
+-- grant: told to stop, counted as writes_after_cancel, not as stale.
+SELECT execution_id AS c_id, fencing_token AS c_token FROM execguard.executions
+ WHERE job_id = 'ct-job' AND status = 'cancelled' AND started_at IS NOT NULL
+ ORDER BY execution_id LIMIT 1 \gset
+SELECT execguard.heartbeat(:c_id, :c_token) AS beat;
+SELECT execguard.complete_execution(:c_id, :c_token, '{"late": true}') AS completed;
+
 -- Every counter, exactly.
 SELECT * FROM pg_temp.counters();
 -- The two layers of duplicate prevention are sums of the layers below.

@@ -71,7 +71,8 @@ SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_executio
 SELECT * FROM pg_temp.index_scans_of(format($$SELECT accepted FROM execguard.complete_executions(ARRAY[%s], ARRAY[%s], ARRAY['{}'::jsonb])$$, :h2, :t2));
 SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.fail_execution(%s, %s, 'transient', retry_after => '1 hour')$$, :h3, :t3));
 SELECT * FROM pg_temp.index_scans_of(format('SELECT execguard.release_execution(%s, %s)', :h4, :t4));
--- A stale token reads the same one row, and is refused.
+-- A stale token reads the same one row, and is refused; the refusal reads
+-- it once more, to count it as stale or as a write after a cancel.
 SELECT * FROM pg_temp.index_scans_of(format($$SELECT execguard.complete_execution(%s, %s, '{}')$$, :h5, :t5 + 1));
 
 -- The same writes as SQL statements (execguard.direct_writes off), each

@@ -53,7 +53,51 @@ PG_FUNCTION_INFO_V1(execguard_release_execution);
 /* Token-checked writes, in SQL and direct                                */
 /* ---------------------------------------------------------------------- */
 
-/* Runs a single-row token-checked write; a refusal is a counted stale write. */
+/*
+ * Of the (execution_id, fencing_token) pairs whose writes were refused, how
+ * many were refused because cancel_job cancelled the execution under that
+ * grant: the holder is told to stop, which is the point of cancelling, and
+ * is not a stale writer. Counted apart (writes_after_cancel), so that the
+ * stale-write alert means what it says.
+ */
+static EgStatement refused_cancelled = {
+	"SELECT pg_catalog.count(*) FROM unnest($1::pg_catalog.int8[], $2::pg_catalog.int8[]) AS t(id, token) "
+	"  JOIN execguard.executions AS e ON e.execution_id = t.id AND e.fencing_token = t.token "
+	" WHERE e.status = 'cancelled'",
+	2, {INT8ARRAYOID, INT8ARRAYOID}, NULL
+};
+
+static void
+count_refused_array(Datum ids, Datum tokens, uint64 refused)
+{
+	Datum		values[2] = {ids, tokens};
+	uint64		cancelled;
+
+	if (refused == 0)
+		return;
+	SPI_connect();
+	eg_execute(&refused_cancelled, values, NULL, 0);
+	cancelled = (uint64) DatumGetInt64(eg_result_not_null(0, 1));
+	SPI_finish();
+	if (cancelled > refused)
+		cancelled = refused;
+	eg_count(EG_WRITES_AFTER_CANCEL, cancelled);
+	eg_count(EG_STALE_WRITES_REJECTED, refused - cancelled);
+}
+
+/* One refused write of execution_id under fencing_token, counted. */
+static void
+count_refused(int64 execution_id, int64 fencing_token)
+{
+	Datum		id = Int64GetDatum(execution_id);
+	Datum		token = Int64GetDatum(fencing_token);
+
+	count_refused_array(PointerGetDatum(construct_array(&id, 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						PointerGetDatum(construct_array(&token, 1, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+						1);
+}
+
+/* Runs a single-row token-checked write ($1 id, $2 token); a refusal is counted. */
 static bool
 fenced_write(EgStatement *statement, Datum *values, const char *nulls)
 {
@@ -63,7 +107,7 @@ fenced_write(EgStatement *statement, Datum *values, const char *nulls)
 	n = eg_execute(statement, values, nulls, 0);
 	SPI_finish();
 	if (n == 0)
-		eg_count(EG_STALE_WRITES_REJECTED, 1);
+		count_refused(DatumGetInt64(values[0]), DatumGetInt64(values[1]));
 	return n > 0;
 }
 
@@ -195,7 +239,7 @@ execguard_heartbeat(PG_FUNCTION_ARGS)
 							   values[4]);
 	eg_writer_end(&writer);
 	if (!held)
-		eg_count(EG_STALE_WRITES_REJECTED, 1);
+		count_refused(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
 	PG_RETURN_BOOL(held);
 }
 
@@ -291,7 +335,7 @@ execguard_complete_execution(PG_FUNCTION_ARGS)
 		accepted = eg_direct_complete(&writer, PG_GETARG_INT64(0), PG_GETARG_INT64(1), values[2]);
 		eg_writer_end(&writer);
 		if (!accepted)
-			eg_count(EG_STALE_WRITES_REJECTED, 1);
+			count_refused(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
 	}
 	else
 		accepted = fenced_write(&complete_statement, values, NULL);
@@ -410,7 +454,7 @@ execguard_complete_executions(PG_FUNCTION_ARGS)
 	}
 
 	eg_count(EG_EXECUTIONS_COMPLETED, accepted);
-	eg_count(EG_STALE_WRITES_REJECTED, n - accepted);
+	count_refused_array(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), n - accepted);
 	return (Datum) 0;
 }
 
@@ -483,7 +527,7 @@ execguard_fail_execution(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (outcome[0] == 's')
-		eg_count(EG_STALE_WRITES_REJECTED, 1);
+		count_refused(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
 	else if (outcome[0] == 'r')
 	{
 		eg_claim_next_from_oldest();
@@ -531,6 +575,9 @@ execguard_release_execution(PG_FUNCTION_ARGS)
 		eg_claim_next_from_oldest();
 	}
 	SPI_finish();
-	eg_count(released ? EG_EXECUTIONS_RELEASED : EG_STALE_WRITES_REJECTED, 1);
+	if (released)
+		eg_count(EG_EXECUTIONS_RELEASED, 1);
+	else
+		count_refused(PG_GETARG_INT64(0), PG_GETARG_INT64(1));
 	PG_RETURN_BOOL(released);
 }

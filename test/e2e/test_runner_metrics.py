@@ -25,6 +25,7 @@ REQUIRED_SAMPLES = [
     'execguard_db_up',
     'execguard_db_claims_total{outcome="unknown"}',
     'execguard_db_executions_purged_total',
+    'execguard_db_writes_after_cancel_total',
 ]
 
 
