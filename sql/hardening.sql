@@ -110,3 +110,17 @@ SELECT count(*) AS planted_rows FROM execguard.jobs;
 DROP SCHEMA execguard CASCADE;
 ALTER SCHEMA hd_real RENAME TO execguard;
 SELECT outcome FROM execguard.claim_execution('hd-1', 'm', 'r', 'q3');
+
+-- A claim made with the defaults is not tied to the session that made it
+-- (track_owner defaults to false): a worker that opens a connection per
+-- request, or whose pool closes idle connections, keeps its claim when
+-- that connection ends. Only the lease can end it.
+SELECT executions_created FROM execguard.submit_job(
+    '{"id": "hd-own", "models": ["m"], "regions": ["r"], "questions": ["q"]}');
+SELECT outcome, fencing_token FROM execguard.claim_execution('hd-own', 'm', 'r', 'q', 'per-request-worker');
+SELECT owner_pid IS NULL AS untracked FROM execguard.executions WHERE job_id = 'hd-own';
+\c -
+SELECT pg_sleep(0.2);
+SELECT outcome, fencing_token, attempt FROM execguard.claim_execution('hd-own', 'm', 'r', 'q', 'another-worker');
+SELECT count(*) AS rescued FROM execguard.claim_next('another-worker', 10, models => '{m}', regions => '{r}');
+SELECT worker, attempt, fencing_token FROM execguard.executions WHERE job_id = 'hd-own';
