@@ -34,8 +34,10 @@ DROP ROLE regress_sc_runner;
 -- submit message) leaves a tombstone: a row with no spec.
 SELECT execguard.cancel_job('sc-early') AS cancelled;
 SELECT job_id, spec, cancelled_at IS NOT NULL AS cancelled FROM execguard.jobs WHERE job_id = 'sc-early';
--- With create-on-claim allowed, its keys are still refused, while a key of
--- a job with no row at all is created (the behaviour of 0.5.0).
+-- Its keys are refused as cancelled (not unknown), with the setting on...
+SELECT outcome, fencing_token FROM execguard.claim_execution('sc-early', 'm', 'r');
+-- ...and with create-on-claim allowed, while a key of a job with no row at
+-- all is created then (the behaviour of 0.5.0).
 SET execguard.claims_require_submitted_job = off;
 SELECT outcome, fencing_token FROM execguard.claim_execution('sc-early', 'm', 'r');
 SET execguard.direct_writes = off;

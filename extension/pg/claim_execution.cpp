@@ -512,10 +512,18 @@ claim_key(Datum *key, Datum worker, bool worker_null, Datum lease, bool track_ow
 
 		if (!eg_lookup_key(key, &row))
 		{
-			/* Only submit_job creates keys, unless a superuser allowed it. */
+			/*
+			 * Only submit_job creates keys, unless a superuser allowed it. A
+			 * key of a cancelled job is 'cancelled' either way (a tombstone
+			 * of cancel_job, or a key outside a cancelled job's spec).
+			 */
 			if (eg_claims_require_submitted_job)
 			{
-				unknown_key(out);
+				eg_connect_spi(spi);
+				if (eg_execute(&job_refusal, key, NULL, 1) > 0 && !DatumGetBool(eg_result_not_null(0, 1)))
+					cancelled_new(out);
+				else
+					unknown_key(out);
 				return;
 			}
 			if (create_key(key, worker, worker_null, owner_pid, owner_start, pid_null, start_null, lease, out,
