@@ -79,6 +79,7 @@ REGRESS = \
 	retention \
 	hardening \
 	schema_owner \
+	big_inputs \
 	upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION_NAME)
 

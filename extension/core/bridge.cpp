@@ -6,11 +6,13 @@
 #include "execguard/bridge.h"
 
 #include "execguard/core/canonical.hpp"
+#include "execguard/core/interrupt.hpp"
 #include "execguard/core/job_spec.hpp"
 #include "execguard/core/normalize.hpp"
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -46,6 +48,9 @@ eg_status guarded(eg_error* error, Body&& body) noexcept {
     } catch (const InputError& e) {
         set_message(error, e.what());
         return e.kind() == ErrorKind::program_limit ? EG_PROGRAM_LIMIT : EG_INVALID_PARAMETER;
+    } catch (const execguard::core::Interrupted&) {
+        set_message(error, "interrupted");
+        return EG_INTERRUPTED;
     } catch (const std::bad_alloc&) {
         set_message(error, "out of memory in execguard core");
         return EG_OUT_OF_MEMORY;
@@ -157,6 +162,81 @@ extern "C" eg_status eg_plan_job(eg_slice spec_json, eg_text* out, eg_error* err
     return guarded(error, [&] {
         return text_result(execguard::core::plan_job_text(std::string_view(spec_json.data, spec_json.len)), out, error);
     });
+}
+
+namespace {
+
+// What an eg_job_plan borrows from. The vectors are filled once and never
+// grow again, so the slices into them and into `plan` stay valid.
+struct JobPlanImpl {
+    execguard::core::JobPlan plan;
+    std::string header;
+    std::string params;
+    std::vector<eg_model_out> models;
+    std::vector<eg_slice> regions;
+    std::vector<eg_question_out> questions;
+};
+
+eg_slice slice_of(const std::string& text) noexcept { return eg_slice{text.data(), text.size()}; }
+
+}  // namespace
+
+extern "C" eg_status eg_job_plan_open(eg_slice spec_json, eg_job_plan* out, eg_error* error) noexcept {
+    *out = eg_job_plan{};
+    return guarded(error, [&] {
+        auto impl = std::make_unique<JobPlanImpl>();
+        // The parsed document is as big as the spec several times over:
+        // gone before the header and the C views are built.
+        impl->plan =
+            execguard::core::plan_job(execguard::core::parse_spec(std::string_view(spec_json.data, spec_json.len)));
+        const execguard::core::JobPlan& plan = impl->plan;
+        impl->header = plan.header_text();
+        impl->params = plan.params.dump();
+
+        std::size_t n_regions = 0;
+        for (const execguard::core::Model& model : plan.models) {
+            n_regions += model.regions.size();
+        }
+        impl->models.reserve(plan.models.size());
+        impl->regions.reserve(n_regions);
+        for (const execguard::core::Model& model : plan.models) {
+            eg_model_out entry{slice_of(model.id), slice_of(model.name),
+                               model.provider ? slice_of(*model.provider) : eg_slice{nullptr, 0}, impl->regions.size(),
+                               model.regions.size()};
+            for (const std::string& region : model.regions) {
+                impl->regions.push_back(slice_of(region));
+            }
+            impl->models.push_back(entry);
+        }
+        impl->questions.reserve(plan.questions.size());
+        for (const execguard::core::Question& question : plan.questions) {
+            execguard::core::poll_interrupt();
+            impl->questions.push_back(eg_question_out{slice_of(question.id), slice_of(question.prompt)});
+        }
+
+        out->header = slice_of(impl->header);
+        out->job_id = slice_of(plan.job_id);
+        out->params = slice_of(impl->params);
+        out->max_attempts = plan.max_attempts;
+        out->duplicates_removed = plan.duplicates_removed;
+        out->unit_count = plan.unit_count;
+        out->models = impl->models.data();
+        out->n_models = impl->models.size();
+        out->regions = impl->regions.data();
+        out->questions = impl->questions.data();
+        out->n_questions = impl->questions.size();
+        out->impl = impl.release();
+        return EG_OK;
+    });
+}
+
+extern "C" void eg_job_plan_free(eg_job_plan* plan) noexcept {
+    delete static_cast<JobPlanImpl*>(plan->impl);
+    *plan = eg_job_plan{};
+}
+
+extern "C" void eg_set_interrupt_check(eg_interrupt_check check) noexcept {
+    execguard::core::set_interrupt_check(check);
 }
 
 extern "C" eg_status eg_canonical_key_part(eg_key_part part, eg_slice raw, char* out, size_t* out_len,

@@ -4,8 +4,11 @@
 #include "execguard/core/job_spec.hpp"
 
 #include "execguard/core/canonical.hpp"
+#include "execguard/core/interrupt.hpp"
 
+#include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace execguard::core {
 
@@ -50,6 +53,7 @@ std::vector<std::string> region_list(const json& array, const std::string& where
     std::vector<std::string_view> raw;
     std::size_t index = 0;
     for (const json& region : array) {
+        poll_interrupt();
         if (!region.is_string()) {
             fail(where + "[" + std::to_string(index) + "] must be a string");
         }
@@ -59,21 +63,22 @@ std::vector<std::string> region_list(const json& array, const std::string& where
     return canonical_regions(raw, where);
 }
 
+}  // namespace
+
+// Both lists are canonical (no repeats), so sorted copies are equal exactly
+// when the sets are: O(n log n), where comparing each with each was O(n²).
 bool same_set(const std::vector<std::string>& a, const std::vector<std::string>& b) {
     if (a.size() != b.size()) {
         return false;
     }
-    for (const std::string& x : a) {
-        bool found = false;
-        for (const std::string& y : b) {
-            found = found || x == y;
-        }
-        if (!found) {
-            return false;
-        }
-    }
-    return true;
+    std::vector<std::string_view> sorted_a(a.begin(), a.end());
+    std::vector<std::string_view> sorted_b(b.begin(), b.end());
+    std::sort(sorted_a.begin(), sorted_a.end());
+    std::sort(sorted_b.begin(), sorted_b.end());
+    return sorted_a == sorted_b;
 }
+
+namespace {
 
 std::vector<Question> parse_questions(const json& questions, std::size_t& duplicates_removed) {
     if (!questions.is_array()) {
@@ -91,6 +96,7 @@ std::vector<Question> parse_questions(const json& questions, std::size_t& duplic
     std::unordered_map<std::string, FirstSeen> first_seen;
     std::size_t position = 0;
     for (const json& element : questions) {
+        poll_interrupt();
         const std::string where = "questions[" + std::to_string(position) + "]";
         Question question;
         if (element.is_string()) {
@@ -144,6 +150,7 @@ std::vector<Question> parse_questions(const json& questions, std::size_t& duplic
 json JobPlan::canonical_spec() const {
     json questions_json = json::array();
     for (const Question& question : questions) {
+        poll_interrupt();
         questions_json.push_back({{"id", question.id}, {"prompt", question.prompt}});
     }
     return {{"models", models_to_json(models)},
@@ -154,13 +161,11 @@ json JobPlan::canonical_spec() const {
 
 std::vector<std::string> JobPlan::regions() const {
     std::vector<std::string> out;
+    std::unordered_set<std::string_view> seen;  // views of the models' strings
     for (const Model& model : models) {
         for (const std::string& region : model.regions) {
-            bool seen = false;
-            for (const std::string& existing : out) {
-                seen = seen || existing == region;
-            }
-            if (!seen) {
+            poll_interrupt();
+            if (seen.insert(region).second) {
                 out.push_back(region);
             }
         }
@@ -271,28 +276,80 @@ JobPlan plan_job(const json& spec) {
     return plan;
 }
 
-std::string plan_job_text(std::string_view spec_json) {
-    json spec = json::parse(spec_json.begin(), spec_json.end(), nullptr, /*allow_exceptions=*/false);
+json parse_spec(std::string_view spec_json) {
+    // The callback is the parser's only loop we can reach: it polls for
+    // query cancel once per value (its exception leaves parse() normally).
+    json spec = json::parse(
+        spec_json.begin(), spec_json.end(),
+        [](int, json::parse_event_t, json&) {
+            poll_interrupt();
+            return true;
+        },
+        /*allow_exceptions=*/false);
     if (spec.is_discarded()) {
         fail("spec is not valid JSON");
     }
-    JobPlan plan = plan_job(spec);
+    return spec;
+}
+
+json JobPlan::header() const {
+    return {{"job_id", job_id},
+            {"spec", canonical_spec()},
+            {"max_attempts", max_attempts},
+            {"duplicates_removed", duplicates_removed},
+            {"regions", regions()}};
+}
+
+namespace {
+
+void append_json_string(std::string& out, const std::string& text) { out += json(text).dump(); }
+
+}  // namespace
+
+// The same document as header().dump(), written directly: the canonical
+// spec as a json DOM costs about 400 bytes per question (a std::map per
+// question object), which for 1,000,000 questions was the backend's peak.
+std::string JobPlan::header_text() const {
+    std::string out = "{\"job_id\":";
+    append_json_string(out, job_id);
+    out += ",\"spec\":{\"models\":";
+    out += models_to_json(models).dump();
+    out += ",\"questions\":[";
+    bool first = true;
+    for (const Question& question : questions) {
+        poll_interrupt();
+        out += first ? "{\"id\":" : ",{\"id\":";
+        first = false;
+        append_json_string(out, question.id);
+        out += ",\"prompt\":";
+        append_json_string(out, question.prompt);
+        out += "}";
+    }
+    out += "],\"params\":";
+    out += params.dump();
+    out += ",\"max_attempts\":" + std::to_string(max_attempts);
+    out += "},\"max_attempts\":" + std::to_string(max_attempts);
+    out += ",\"duplicates_removed\":" + std::to_string(duplicates_removed);
+    out += ",\"regions\":" + json(regions()).dump();
+    out += "}";
+    return out;
+}
+
+std::string plan_job_text(std::string_view spec_json) {
+    JobPlan plan = plan_job(parse_spec(spec_json));
 
     json units = json::array();
     units.get_ref<json::array_t&>().reserve(plan.unit_count);
     for (const Model& model : plan.models) {
         for (const std::string& region : model.regions) {
             for (const Question& question : plan.questions) {
+                poll_interrupt();
                 units.push_back(json::array({model.id, region, question.id, plan.payload(model, region, question)}));
             }
         }
     }
-    json out = {{"job_id", plan.job_id},
-                {"spec", plan.canonical_spec()},
-                {"max_attempts", plan.max_attempts},
-                {"duplicates_removed", plan.duplicates_removed},
-                {"regions", plan.regions()},
-                {"units", std::move(units)}};
+    json out = plan.header();
+    out["units"] = std::move(units);
     return out.dump();
 }
 

@@ -9,10 +9,33 @@ extern "C"
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "core_call.h"
+}
+
+/*
+ * The core's interrupt check: true exactly when CHECK_FOR_INTERRUPTS() would
+ * raise (ProcessInterrupts: nothing while interrupts are held off; FATAL for
+ * pg_terminate_backend; 57014 for a cancel or statement_timeout unless query
+ * cancel is held off). An interrupt that would not raise (a barrier, a
+ * memory-context log request) does not stop the core: it is served by the
+ * next CHECK_FOR_INTERRUPTS outside it.
+ */
+static int
+interrupt_would_raise(void)
+{
+	if (!InterruptPending || InterruptHoldoffCount != 0 || CritSectionCount != 0)
+		return 0;
+	return ProcDiePending || (QueryCancelPending && QueryCancelHoldoffCount == 0);
+}
+
+void
+eg_core_interruptible(void)
+{
+	eg_set_interrupt_check(interrupt_would_raise);
 }
 
 void
@@ -20,6 +43,14 @@ eg_raise(eg_status status, const eg_error *error)
 {
 	int			sqlstate;
 
+	if (status == EG_INTERRUPTED)
+	{
+		CHECK_FOR_INTERRUPTS();
+		/* Not reached while interrupt_would_raise() agrees with PostgreSQL. */
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement: execguard was interrupted")));
+	}
 	switch (status)
 	{
 		case EG_INVALID_PARAMETER:

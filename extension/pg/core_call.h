@@ -14,7 +14,17 @@
 
 #include "execguard/bridge.h"
 
-/* ereport(ERROR) for a failed core call. */
+/*
+ * Lets the core stop at a pending query cancel, statement_timeout or
+ * pg_terminate_backend (see eg_set_interrupt_check); call before a core
+ * call that loops over input.
+ */
+extern void eg_core_interruptible(void);
+
+/*
+ * ereport(ERROR) for a failed core call; for EG_INTERRUPTED, the pending
+ * interrupt's own error (CHECK_FOR_INTERRUPTS).
+ */
 [[noreturn]] extern void eg_raise(eg_status status, const eg_error *error);
 
 /* Checks the status, then moves the core's text into a palloc'd string. */

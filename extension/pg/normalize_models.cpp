@@ -17,6 +17,7 @@ extern "C"
 
 #include "catalog/pg_type_d.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -92,10 +93,15 @@ jsonb_to_nodes(Jsonb *document, size_t *n_nodes)
 	JsonbIteratorToken token;
 	eg_slice	key = {NULL, 0};
 	bool		raw_scalar = false;
+	size_t		tokens = 0;
 
 	while ((token = JsonbIteratorNext(&it, &value, false)) != WJB_DONE)
 	{
 		eg_json_node *node;
+
+		/* Nothing here has a destructor; the buffers are kept for reuse. */
+		if ((++tokens & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 
 		if (token == WJB_KEY)
 		{
@@ -358,6 +364,7 @@ execguard_normalize_models(PG_FUNCTION_ARGS)
 	}
 
 	nodes = jsonb_to_nodes(models, &n_nodes);
+	eg_core_interruptible();
 	status = eg_normalize_model_tree(nodes, n_nodes, region_slices, (size_t) n_regions, &result, &error);
 	release_large_buffers();
 	if (status != EG_OK)

@@ -1,11 +1,15 @@
 /*
  * extension/pg/submit_job.cpp
  *
- * execguard.submit_job(spec jsonb): the core turns the spec into the exact
- * list of units (extension/core/job_spec.cpp); this adapter writes them in
- * the caller's transaction. Idempotence and conflicts are decided by the
- * primary key of execguard.jobs and the unique key of executions, never by
- * a read followed by a write.
+ * execguard.submit_job(spec jsonb): the core turns the spec into a plan
+ * (extension/core/job_spec.cpp): the canonical spec, the models with their
+ * regions, and the questions. This adapter writes the job row, then
+ * expands the units (every model × each of its regions × every question)
+ * and inserts them a chunk at a time, in the caller's transaction, so that
+ * backend memory is the parsed spec plus one chunk, however many units the
+ * job has. Idempotence and conflicts are decided by the primary key of
+ * execguard.jobs and the unique key of executions, never by a read
+ * followed by a write.
  */
 /* PostgreSQL declares its API with C linkage only when asked to. */
 extern "C"
@@ -16,8 +20,11 @@ extern "C"
 #include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "core_call.h"
 #include "executions_table.h"
@@ -60,49 +67,196 @@ static EgStatement existing_job = {
 	1, {JSONBOID}, NULL
 };
 
+/*
+ * One chunk of units, as parallel arrays ($4..$9); the payload is built
+ * here rather than by the core so that no unit's JSON text is ever held:
+ * jsonb_build_object makes the same jsonb the plan's payload used to be
+ * (same keys, a JSON null for a missing provider or params).
+ */
 static EgStatement insert_units = {
 	"WITH created AS ("
 	"  INSERT INTO execguard.executions "
 	"         (job_id, model_id, region, question_id, max_attempts, payload) "
-	"  SELECT $1 ->> 'job_id', u ->> 0, u ->> 1, u ->> 2, ($1 ->> 'max_attempts')::int, u -> 3 "
-	"    FROM pg_catalog.jsonb_array_elements($1 -> 'units') AS u "
+	"  SELECT $1, u.model_id, u.region, u.question_id, $2, "
+	"         pg_catalog.jsonb_build_object('job_id', $1, 'model_id', u.model_id, "
+	"             'model_name', u.model_name, 'provider', u.provider, 'region', u.region, "
+	"             'question_id', u.question_id, 'prompt', u.prompt, 'params', $3) "
+	"    FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), "
+	"                    pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9)) "
+	"         AS u(model_id, model_name, provider, region, question_id, prompt) "
 	"  ON CONFLICT (job_id, model_id, region, question_id) DO NOTHING "
 	"  RETURNING execution_id, region, model_id), "
 	"queued AS (INSERT INTO execguard.queue (execution_id, region, model_id) "
 	"           SELECT execution_id, region, model_id FROM created) "
-	"SELECT (SELECT count(*) FROM created)::int, "
-	"       pg_catalog.jsonb_array_length($1 -> 'units'), "
-	"       ($1 ->> 'duplicates_removed')::int",
-	1, {JSONBOID}, NULL
+	"SELECT count(*)::int FROM created",
+	9, {TEXTOID, INT4OID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+		TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID}, NULL
 };
 
-extern "C" Datum
-execguard_submit_job(PG_FUNCTION_ARGS)
+/*
+ * A chunk ends at this many units, or once its text passes CHUNK_TEXT_BYTES
+ * (a job of big prompts): 10,000 rows per statement is past the point where
+ * a bigger statement saves anything, and keeps the chunk's memory small.
+ */
+#define UNITS_PER_CHUNK 10000
+#define CHUNK_TEXT_BYTES (16 * 1024 * 1024)
+
+/* The columns of one chunk; the arrays are UNITS_PER_CHUNK long. */
+typedef struct UnitChunk
 {
-	Jsonb	   *spec = PG_GETARG_JSONB_P(0);
-	ReturnSetInfo *rsinfo;
-	eg_text		plan_text = {NULL, 0};
-	eg_error	error;
-	eg_status	status;
-	Datum		plan;
-	char	   *job_id;
+	Datum	   *model_ids;
+	Datum	   *model_names;
+	Datum	   *providers;
+	bool	   *provider_nulls;
+	Datum	   *regions;
+	Datum	   *question_ids;
+	Datum	   *prompts;
+	int			n;
+} UnitChunk;
+
+/* The next unit to write: models[model], its region-th region, questions[question]. */
+typedef struct UnitCursor
+{
+	size_t		model;
+	size_t		region;
+	size_t		question;
+} UnitCursor;
+
+static Datum
+text_datum(eg_slice slice)
+{
+	return PointerGetDatum(cstring_to_text_with_len(slice.data, (int) slice.len));
+}
+
+static Datum
+text_array(Datum *elements, bool *nulls, int n)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	return PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lbs, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
+/*
+ * Fills the chunk from the cursor on, in CurrentMemoryContext, and moves
+ * the cursor past it. A (model, region) pair's text is made once per chunk
+ * and shared by its units (construct_md_array copies each element).
+ */
+static void
+fill_chunk(const eg_job_plan *plan, UnitCursor *cursor, UnitChunk *chunk)
+{
+	size_t		bytes = 0;
+	Datum		model_id = (Datum) 0;
+	Datum		model_name = (Datum) 0;
+	Datum		provider = (Datum) 0;
+	Datum		region = (Datum) 0;
+	bool		pair_ready = false;
+
+	chunk->n = 0;
+	while (cursor->model < plan->n_models && chunk->n < UNITS_PER_CHUNK &&
+		   (chunk->n == 0 || bytes < CHUNK_TEXT_BYTES))
+	{
+		const eg_model_out *model = &plan->models[cursor->model];
+		const eg_question_out *question = &plan->questions[cursor->question];
+
+		if (!pair_ready)
+		{
+			model_id = text_datum(model->id);
+			model_name = text_datum(model->name);
+			provider = model->provider.data != NULL ? text_datum(model->provider) : (Datum) 0;
+			region = text_datum(plan->regions[model->first_region + cursor->region]);
+			pair_ready = true;
+		}
+		chunk->model_ids[chunk->n] = model_id;
+		chunk->model_names[chunk->n] = model_name;
+		chunk->providers[chunk->n] = provider;
+		chunk->provider_nulls[chunk->n] = model->provider.data == NULL;
+		chunk->regions[chunk->n] = region;
+		chunk->question_ids[chunk->n] = text_datum(question->id);
+		chunk->prompts[chunk->n] = text_datum(question->prompt);
+		bytes += question->id.len + question->prompt.len;
+		chunk->n++;
+
+		if (++cursor->question == plan->n_questions)
+		{
+			cursor->question = 0;
+			pair_ready = false;
+			if (++cursor->region == model->n_regions)
+			{
+				cursor->region = 0;
+				cursor->model++;
+			}
+		}
+	}
+}
+
+/*
+ * Inserts every unit of the plan, a chunk at a time, inside the caller's
+ * SPI connection; returns how many were created (the rest existed). Each
+ * chunk's arrays live in chunk_context, reset after the chunk.
+ */
+static int32
+insert_all_units(const eg_job_plan *plan, Datum job_id)
+{
+	MemoryContext chunk_context = AllocSetContextCreate(CurrentMemoryContext,
+														"execguard submit_job chunk",
+														ALLOCSET_DEFAULT_SIZES);
+	UnitChunk	chunk;
+	UnitCursor	cursor = {0, 0, 0};
+	Datum		values[9];
+	int32		created = 0;
+
+	chunk.model_ids = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+	chunk.model_names = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+	chunk.providers = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+	chunk.provider_nulls = (bool *) palloc(sizeof(bool) * UNITS_PER_CHUNK);
+	chunk.regions = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+	chunk.question_ids = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+	chunk.prompts = (Datum *) palloc(sizeof(Datum) * UNITS_PER_CHUNK);
+
+	values[0] = job_id;
+	values[1] = Int32GetDatum(plan->max_attempts);
+	values[2] = DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(plan->params.data, plan->params.len)));
+
+	while (cursor.model < plan->n_models)
+	{
+		MemoryContext caller_context;
+
+		CHECK_FOR_INTERRUPTS();
+		caller_context = MemoryContextSwitchTo(chunk_context);
+		fill_chunk(plan, &cursor, &chunk);
+		values[3] = text_array(chunk.model_ids, NULL, chunk.n);
+		values[4] = text_array(chunk.model_names, NULL, chunk.n);
+		values[5] = text_array(chunk.providers, chunk.provider_nulls, chunk.n);
+		values[6] = text_array(chunk.regions, NULL, chunk.n);
+		values[7] = text_array(chunk.question_ids, NULL, chunk.n);
+		values[8] = text_array(chunk.prompts, NULL, chunk.n);
+		eg_execute(&insert_units, values, NULL, 0);
+		created += DatumGetInt32(eg_result_not_null(0, 1));
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextSwitchTo(caller_context);
+		MemoryContextReset(chunk_context);
+	}
+	MemoryContextDelete(chunk_context);
+	return created;
+}
+
+/*
+ * Everything after the plan: the regions check, the job row, the units.
+ * Returns whether the job is new and how many units were created.
+ */
+static bool
+submit_planned(const eg_job_plan *plan, const char *job_id, int32 *created)
+{
+	Datum		header;
 	bool		job_is_new;
-	int32		created;
-	int32		total;
-	int32		duplicates_removed;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
 
-	/* As every function that writes executions (arguments.h, eg_require_schema). */
-	(void) eg_executions_table();
-	rsinfo = eg_begin_srf(fcinfo);
-
-	status = eg_plan_job(eg_slice_of_cstring(eg_jsonb_to_cstring(spec)), &plan_text, &error);
-	plan = eg_cstring_to_jsonb(eg_take_text(status, &plan_text, &error));
+	header = eg_cstring_to_jsonb((char *) plan->header.data);
 
 	SPI_connect();
 
-	if (eg_execute(&unknown_region, &plan, NULL, 1) > 0)
+	if (eg_execute(&unknown_region, &header, NULL, 1) > 0)
 	{
 		char	   *region = TextDatumGetCString(eg_result_not_null(0, 1));
 
@@ -112,13 +266,11 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 				 errhint("Insert it into execguard.regions, or correct the spec; execguard never maps a region to another.")));
 	}
 
-	job_is_new = eg_execute(&insert_job, &plan, NULL, 0) > 0;
-	job_id = TextDatumGetCString(DirectFunctionCall2(jsonb_object_field_text, plan,
-													  CStringGetTextDatum("job_id")));
+	job_is_new = eg_execute(&insert_job, &header, NULL, 0) > 0;
 	if (!job_is_new)
 	{
 		/* A row that is gone again was a concurrent submit that rolled back. */
-		if (eg_execute(&existing_job, &plan, NULL, 0) != 1)
+		if (eg_execute(&existing_job, &header, NULL, 0) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("job \"%s\" changed while it was being submitted", job_id),
@@ -143,13 +295,55 @@ execguard_submit_job(PG_FUNCTION_ARGS)
 					 errdetail("A job id can be submitted again only with a spec that normalises to the same models, regions, questions, params and max_attempts."),
 					 errhint("Submit the changed job under a new id.")));
 	}
+	SPI_freetuptable(SPI_tuptable);
 
-	eg_execute(&insert_units, &plan, NULL, 0);
-	created = DatumGetInt32(eg_result_not_null(0, 1));
-	total = DatumGetInt32(eg_result_not_null(0, 2));
-	duplicates_removed = DatumGetInt32(eg_result_not_null(0, 3));
+	*created = insert_all_units(plan, CStringGetTextDatum(job_id));
 
 	SPI_finish();
+	return job_is_new;
+}
+
+extern "C" Datum
+execguard_submit_job(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *spec = PG_GETARG_JSONB_P(0);
+	ReturnSetInfo *rsinfo;
+	eg_job_plan plan;
+	eg_error	error;
+	eg_status	status;
+	char	   *spec_text;
+	char	   *volatile job_id = NULL;
+	int32		total;
+	int32		duplicates_removed;
+	volatile bool job_is_new = false;
+	int32		created = 0;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	/* As every function that writes executions (arguments.h, eg_require_schema). */
+	(void) eg_executions_table();
+	rsinfo = eg_begin_srf(fcinfo);
+
+	spec_text = eg_jsonb_to_cstring(spec);
+	eg_core_interruptible();
+	status = eg_job_plan_open(eg_slice_of_cstring(spec_text), &plan, &error);
+	if (status != EG_OK)
+		eg_raise(status, &error);
+	pfree(spec_text);
+	total = (int32) plan.unit_count;
+	duplicates_removed = (int32) plan.duplicates_removed;
+
+	/* The plan is the core's (malloc'd): freed whether or not this errors out. */
+	PG_TRY();
+	{
+		job_id = pnstrdup(plan.job_id.data, plan.job_id.len);
+		job_is_new = submit_planned(&plan, job_id, &created);
+	}
+	PG_FINALLY();
+	{
+		eg_job_plan_free(&plan);
+	}
+	PG_END_TRY();
 
 	if (created > 0)
 		Async_Notify("execguard_work", "");

@@ -29,8 +29,21 @@ typedef enum eg_status {
     EG_INVALID_PARAMETER, /* SQLSTATE 22023 */
     EG_PROGRAM_LIMIT,     /* SQLSTATE 54000 */
     EG_OUT_OF_MEMORY,     /* SQLSTATE 53200 */
-    EG_INTERNAL           /* SQLSTATE XX000: a bug in execguard */
+    EG_INTERNAL,          /* SQLSTATE XX000: a bug in execguard */
+    EG_INTERRUPTED        /* the interrupt check said stop: see below */
 } eg_status;
+
+/*
+ * Query cancel. The core polls `check` every few thousand iterations of
+ * every loop over input; when it returns non-zero the core unwinds and the
+ * call returns EG_INTERRUPTED, after which the caller raises the pending
+ * interrupt (CHECK_FOR_INTERRUPTS). `check` must not longjmp or throw: it
+ * only reads whether an interrupt is pending. NULL (the default) never
+ * stops. The setting is kept until changed.
+ */
+typedef int (*eg_interrupt_check)(void);
+
+void eg_set_interrupt_check(eg_interrupt_check check) EG_NOEXCEPT;
 
 #define EG_MESSAGE_SIZE 512
 
@@ -101,8 +114,46 @@ void eg_models_free(eg_models* models) EG_NOEXCEPT;
 eg_status eg_normalize_models(eg_slice models_json, const eg_slice* default_regions, size_t n_default_regions,
                               eg_text* out, eg_error* error) EG_NOEXCEPT;
 
-/* submit_job's plan: see execguard/core/job_spec.hpp for the JSON it returns. */
+/*
+ * The whole plan of a job as JSON text, every unit spelled out: see
+ * execguard/core/job_spec.hpp. For tests and the fuzzer; its size grows with
+ * the number of units, so submit_job uses eg_job_plan_open instead.
+ */
 eg_status eg_plan_job(eg_slice spec_json, eg_text* out, eg_error* error) EG_NOEXCEPT;
+
+/*
+ * submit_job's plan without its units: the caller expands them, a chunk at
+ * a time, as every model × each of its regions × every question, in that
+ * order (models[i], then regions[models[i].first_region + r], then
+ * questions[q]). Every string is borrowed from the plan, which the core
+ * owns until eg_job_plan_free (call it also when PostgreSQL errors out, in
+ * PG_FINALLY). On failure nothing is left to free.
+ */
+typedef struct eg_question_out {
+    eg_slice id; /* '' for the single prompt of a job without questions */
+    eg_slice prompt;
+} eg_question_out;
+
+typedef struct eg_job_plan {
+    /* {"job_id", "spec", "max_attempts", "duplicates_removed", "regions"},
+     * NUL-terminated: the canonical spec and every region any unit uses */
+    eg_slice header;
+    eg_slice job_id;
+    eg_slice params; /* JSON text of params, "null" when not given */
+    int max_attempts;
+    size_t duplicates_removed;
+    size_t unit_count;
+    const eg_model_out* models;
+    size_t n_models;
+    const eg_slice* regions;
+    const eg_question_out* questions;
+    size_t n_questions;
+    void* impl; /* the core's, NULL once freed */
+} eg_job_plan;
+
+eg_status eg_job_plan_open(eg_slice spec_json, eg_job_plan* out, eg_error* error) EG_NOEXCEPT;
+
+void eg_job_plan_free(eg_job_plan* plan) EG_NOEXCEPT;
 
 typedef enum eg_key_part {
     EG_KEY_JOB_ID,     /* trimmed */

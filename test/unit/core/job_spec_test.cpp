@@ -1,5 +1,6 @@
 // test/unit/core/job_spec_test.cpp: job spec → units, without PostgreSQL.
 #include "execguard/core/job_spec.hpp"
+#include "execguard/bridge.h"
 #include "execguard/core/canonical.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -96,6 +98,93 @@ TEST(PlanJob, ErrorsSayWhatIsMissingOrWrong) {
               "max_attempts must be an integer from 1 to 100");
     EXPECT_EQ(error_of(R"({"id":"j","metadata":"x","models":["m"],"regions":["r"],"questions":["q"]})"),
               "metadata must be an object");
+}
+
+TEST(PlanJob, SameSetIgnoresOrderAndIsNotQuadratic) {
+    using execguard::core::same_set;
+    EXPECT_TRUE(same_set({"a", "b", "c"}, {"c", "a", "b"}));
+    EXPECT_FALSE(same_set({"a", "b"}, {"a", "c"}));
+    EXPECT_FALSE(same_set({"a", "b"}, {"a"}));
+    std::vector<std::string> forward;
+    std::vector<std::string> backward;
+    for (int i = 0; i < 120000; ++i) {
+        forward.push_back("r" + std::to_string(i));
+        backward.push_back("r" + std::to_string(119999 - i));
+    }
+    EXPECT_TRUE(same_set(forward, backward));
+    backward.back() = "other";
+    EXPECT_FALSE(same_set(forward, backward));
+}
+
+TEST(PlanJob, HeaderTextIsTheHeader) {
+    const json spec = json::parse(R"({"id":" j ","models":["m1",{"id":"M2","provider":"p","name":"N"}],
+        "constraints":{"regions":["b","a"]},"questions":["q \"one\"",{"id":"q2","prompt":"tw\u00f6"}],
+        "params":{"temperature":0.5,"stop":["\n"]},"max_attempts":4})");
+    const execguard::core::JobPlan planned = execguard::core::plan_job(spec);
+    EXPECT_EQ(json::parse(planned.header_text()), planned.header());
+    const json single = json::parse(R"({"id":"s","models":["m"],"regions":["r"],
+        "benchmark":{"input":{"data":{"prompt":"p"}}}})");
+    const execguard::core::JobPlan one = execguard::core::plan_job(single);
+    EXPECT_EQ(json::parse(one.header_text()), one.header());
+}
+
+// What submit_job reads: the views must describe exactly the units that
+// plan_job_text spells out, in the same order.
+TEST(PlanJob, JobPlanViewsExpandToTheSameUnits) {
+    const std::string spec = R"({"id":"j","models":["m1",{"id":"m2","provider":"p","regions":["x"]}],
+        "regions":["a","b"],"questions":["q1",{"id":"q2","prompt":"two"}],"params":{"k":1}})";
+    const json expected = plan(spec);
+    eg_job_plan view{};
+    eg_error error{};
+    ASSERT_EQ(eg_job_plan_open({spec.data(), spec.size()}, &view, &error), EG_OK) << error.message;
+    EXPECT_EQ(json::parse(std::string(view.header.data, view.header.len)), [&] {
+        json header = expected;
+        header.erase("units");
+        return header;
+    }());
+    EXPECT_EQ(std::string(view.params.data, view.params.len), R"({"k":1})");
+    EXPECT_EQ(view.unit_count, expected["units"].size());
+    std::size_t index = 0;
+    for (std::size_t m = 0; m < view.n_models; ++m) {
+        const eg_model_out& model = view.models[m];
+        for (std::size_t r = 0; r < model.n_regions; ++r) {
+            const eg_slice& region = view.regions[model.first_region + r];
+            for (std::size_t q = 0; q < view.n_questions; ++q) {
+                const json& unit = expected["units"].at(index++);
+                EXPECT_EQ(unit[0], std::string(model.id.data, model.id.len));
+                EXPECT_EQ(unit[1], std::string(region.data, region.len));
+                EXPECT_EQ(unit[2], std::string(view.questions[q].id.data, view.questions[q].id.len));
+                EXPECT_EQ(unit[3]["prompt"], std::string(view.questions[q].prompt.data, view.questions[q].prompt.len));
+                EXPECT_EQ(unit[3]["model_name"], std::string(model.name.data, model.name.len));
+                EXPECT_EQ(unit[3]["provider"].is_null(), model.provider.data == nullptr);
+            }
+        }
+    }
+    EXPECT_EQ(index, expected["units"].size());
+    eg_job_plan_free(&view);
+    EXPECT_EQ(view.impl, nullptr);
+    // A refused spec leaves nothing to free.
+    const std::string bad = R"({"id":"j"})";
+    EXPECT_EQ(eg_job_plan_open({bad.data(), bad.size()}, &view, &error), EG_INVALID_PARAMETER);
+    EXPECT_EQ(view.impl, nullptr);
+}
+
+TEST(PlanJob, InterruptedPlanningLeavesNothingBehind) {
+    std::string spec = R"({"id":"j","models":["m"],"regions":["r"],"questions":[)";
+    for (int i = 0; i < 20000; ++i) {
+        spec += (i ? ",\"q" : "\"q") + std::to_string(i) + "\"";
+    }
+    spec += "]}";
+    eg_set_interrupt_check([] { return 1; });
+    eg_job_plan view{};
+    eg_error error{};
+    const eg_status status = eg_job_plan_open({spec.data(), spec.size()}, &view, &error);
+    eg_set_interrupt_check(nullptr);
+    EXPECT_EQ(status, EG_INTERRUPTED);
+    EXPECT_EQ(view.impl, nullptr);
+    ASSERT_EQ(eg_job_plan_open({spec.data(), spec.size()}, &view, &error), EG_OK);
+    EXPECT_EQ(view.unit_count, 20000u);
+    eg_job_plan_free(&view);
 }
 
 TEST(PlanJob, InvalidJsonIsAnInputError) { EXPECT_EQ(error_of("{"), "spec is not valid JSON"); }

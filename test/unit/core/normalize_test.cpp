@@ -106,6 +106,38 @@ TEST(NormalizeModels, MoreThanTenThousandEntriesIsAProgramLimit) {
     EXPECT_NE(error_of(many, {}, ErrorKind::program_limit).find("too many model entries"), std::string::npos);
 }
 
+// 120,000 distinct regions took 15 s when each was compared with every
+// earlier one; with a hash set it is linear. The ctest timeout is the guard.
+TEST(NormalizeModels, ManyDistinctRegionsDedupeInFirstSeenOrder) {
+    std::vector<std::string> defaults;
+    for (int i = 0; i < 120000; ++i) {
+        defaults.push_back("R" + std::to_string(i));
+    }
+    defaults.push_back(" r7 ");  // a repeat, in another spelling
+    std::string models = R"(["m1", {"id": "m2", "regions": [)";
+    for (int i = 119999; i >= 0; --i) {
+        models += "\"r" + std::to_string(i) + "\"" + (i > 0 ? "," : "");
+    }
+    models += "]}, {\"id\": \"M1\", \"regions\": [\"extra\", \"r5\"]}]";
+    json out = normalize(models, defaults);
+    ASSERT_EQ(out.size(), 2u);
+    ASSERT_EQ(out[0]["regions"].size(), 120001u) << "the defaults, then the new region of the merged entry";
+    EXPECT_EQ(out[0]["regions"][0], "r0");
+    EXPECT_EQ(out[0]["regions"][119999], "r119999");
+    EXPECT_EQ(out[0]["regions"][120000], "extra");
+    ASSERT_EQ(out[1]["regions"].size(), 120000u);
+    EXPECT_EQ(out[1]["regions"][0], "r119999") << "its own regions, in its own order";
+}
+
+TEST(NormalizeModels, TooManyModelRegionPairsIsAProgramLimitBeforeTheyAreCopied) {
+    std::vector<std::string> defaults;
+    for (int i = 0; i < 600000; ++i) {
+        defaults.push_back("r" + std::to_string(i));
+    }
+    EXPECT_EQ(error_of(R"(["a", "b"])", defaults, ErrorKind::program_limit),
+              "too many (model, region) pairs: more than 1000000");
+}
+
 TEST(NormalizeModels, NonAsciiIsKeptNotFolded) {
     json out = normalize(R"(["Modèle", "MODÈLE", "modèle"])");
     // ASCII letters fold, the non-ASCII letter does not: two distinct ids.
@@ -141,6 +173,33 @@ TEST(Bridge, NormalizeReturnsMallocedText) {
     EXPECT_EQ(json::parse(std::string(out.data, out.len))[0]["regions"][0], "us-east");
     eg_text_free(&out);
     EXPECT_EQ(out.data, nullptr);
+}
+
+// The interrupt check is asked while the core loops over input; when it
+// says stop, the call unwinds and reports EG_INTERRUPTED, nothing else.
+TEST(Bridge, InterruptCheckStopsALongCallWithItsOwnStatus) {
+    static int asked = 0;
+    asked = 0;
+    eg_set_interrupt_check([] {
+        ++asked;
+        return 1;
+    });
+    std::string models = "[";
+    for (int i = 0; i < 5000; ++i) {
+        models += (i ? ",\"m" : "\"m") + std::to_string(i) + "\"";
+    }
+    models += "]";
+    eg_text out{nullptr, 0};
+    eg_error error{};
+    const eg_slice region{"r", 1};
+    const eg_status status = eg_normalize_models({models.data(), models.size()}, &region, 1, &out, &error);
+    eg_set_interrupt_check(nullptr);
+    EXPECT_EQ(status, EG_INTERRUPTED);
+    EXPECT_EQ(out.data, nullptr) << "no partial result";
+    EXPECT_EQ(asked, 1);
+    // And without the check, the same call succeeds.
+    EXPECT_EQ(eg_normalize_models({models.data(), models.size()}, &region, 1, &out, &error), EG_OK);
+    eg_text_free(&out);
 }
 
 TEST(Bridge, CanonicalKeyParts) {

@@ -21,8 +21,10 @@ namespace execguard::core {
 inline constexpr std::size_t kMaxIdentifierBytes = 200;
 inline constexpr std::size_t kMaxQuestionTextBytes = 1000;
 inline constexpr std::size_t kMaxModelEntries = 10000;
-inline constexpr std::size_t kMaxQuestions = 10000;
-inline constexpr std::size_t kMaxUnitsPerJob = 1000000;
+inline constexpr std::size_t kMaxQuestions = 1000000;
+inline constexpr std::size_t kMaxUnitsPerJob = 10000000;
+// Sum over the normalised models of their regions.
+inline constexpr std::size_t kMaxModelRegionPairs = 1000000;
 
 // The SQLSTATE class an input error maps to in the PostgreSQL adapter.
 enum class ErrorKind {

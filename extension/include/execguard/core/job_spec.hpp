@@ -48,13 +48,27 @@ struct JobPlan {
     nlohmann::json canonical_spec() const;
     // Every region any unit uses, first-seen order.
     std::vector<std::string> regions() const;
+    // {"job_id", "spec", "max_attempts", "duplicates_removed", "regions"}:
+    // what submit_job needs before it writes the units.
+    nlohmann::json header() const;
+    // header() as JSON text, without building it as a json value first.
+    std::string header_text() const;
     // The payload stored with one unit: everything a runner needs.
     nlohmann::json payload(const Model& model, const std::string& region, const Question& question) const;
 };
 
 JobPlan plan_job(const nlohmann::json& spec);
 
-// The plan as JSON text for the PostgreSQL adapter:
+// The spec text parsed, polling for query cancel ("spec is not valid JSON"
+// when it is not).
+nlohmann::json parse_spec(std::string_view spec_json);
+
+// Whether two canonical region lists (no repeats) name the same regions.
+bool same_set(const std::vector<std::string>& a, const std::vector<std::string>& b);
+
+// The whole plan as JSON text, every unit spelled out (for the unit tests
+// and the fuzzer; submit_job reads the plan through eg_job_plan_open and
+// expands the units itself, a chunk at a time):
 //   {"job_id", "spec", "max_attempts", "duplicates_removed", "regions",
 //    "units": [[model_id, region, question_id, payload], ...]}
 std::string plan_job_text(std::string_view spec_json);
