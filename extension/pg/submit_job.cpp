@@ -251,8 +251,23 @@ submit_planned(const eg_job_plan *plan, const char *job_id, int32 *created)
 {
 	Datum		header;
 	bool		job_is_new;
+	MemoryContext parse_context;
+	MemoryContext caller_context;
+	Jsonb	   *parsed;
 
-	header = eg_cstring_to_jsonb((char *) plan->header.data);
+	/*
+	 * jsonb_in builds a tree of the whole document before it writes the
+	 * Jsonb, several times the size of the result for a job of many
+	 * questions: in a context of its own, gone once the result is copied.
+	 */
+	parse_context = AllocSetContextCreate(CurrentMemoryContext, "execguard submit_job header",
+										  ALLOCSET_DEFAULT_SIZES);
+	caller_context = MemoryContextSwitchTo(parse_context);
+	parsed = DatumGetJsonbP(eg_cstring_to_jsonb((char *) plan->header.data));
+	MemoryContextSwitchTo(caller_context);
+	header = PointerGetDatum(palloc(VARSIZE(parsed)));
+	memcpy(DatumGetPointer(header), parsed, VARSIZE(parsed));
+	MemoryContextDelete(parse_context);
 
 	SPI_connect();
 
