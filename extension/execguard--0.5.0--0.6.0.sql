@@ -22,9 +22,9 @@
 --       setting execguard.claims_require_submitted_job (on by default; only
 --       a superuser changes it, per database or role) a key with no row is
 --       refused with the outcome 'unknown'. cancel_job of a job id that was
---       never submitted now leaves a tombstone row in execguard.jobs (with
---       the setting off, later claims of its keys are refused, and a
---       submit_job of that id is an error).
+--       never submitted now leaves a tombstone row in execguard.jobs (no
+--       spec): later claims of its keys are refused ('cancelled', whatever
+--       the setting), and a submit_job of that id is an error.
 --
 --   owner tracking is opt-in
 --       claim_execution and claim_next tied a claim to the caller's
