@@ -53,8 +53,12 @@ PG_FUNCTION_INFO_V1(execguard_purge_jobs);
 #define MIN_BATCH 1
 #define MAX_BATCH 1000000
 
-/* Jobs marked per call: each costs a read of the job's executions. */
-#define MARK_JOBS_PER_CALL 100
+/*
+ * Jobs marked per call: each costs a read of all the job's executions
+ * (about 1 s per million on the 2-core test machine), so this bounds how
+ * long one call can take reading before it deletes anything.
+ */
+#define MARK_JOBS_PER_CALL 10
 
 /*
  * $1: older_than, $2: how many jobs. Candidates come from jobs_unpurged
