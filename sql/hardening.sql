@@ -93,6 +93,37 @@ DROP RULE hd_audit ON execguard.executions;
 SELECT count(*) AS logged FROM hd_log;
 DROP TABLE hd_log;
 
+-- A generated column a DBA added is computed on both paths (the direct
+-- writes hand such a table to SQL).
+ALTER TABLE execguard.executions ADD COLUMN hd_question_length int
+    GENERATED ALWAYS AS (length(question_id)) STORED;
+SET execguard.claims_require_submitted_job = off;
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT outcome FROM execguard.claim_execution('hd-gen', 'm', 'r', 'direct');
+SET LOCAL execguard.direct_writes = off;
+SELECT outcome FROM execguard.claim_execution('hd-gen', 'm', 'r', 'sql path');
+COMMIT;
+RESET execguard.claims_require_submitted_job;
+SELECT question_id, hd_question_length FROM execguard.executions WHERE job_id = 'hd-gen' ORDER BY question_id;
+ALTER TABLE execguard.executions DROP COLUMN hd_question_length;
+
+-- Row-level security, even forced, binds neither path: the functions run as
+-- the extension's owner, a superuser, as the SQL statements do.
+ALTER TABLE execguard.executions ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY hd_nothing ON execguard.executions USING (false);
+SELECT execution_id AS g1, fencing_token AS gt1 FROM execguard.executions WHERE job_id = 'hd-gen' AND question_id = 'direct' \gset
+SELECT execution_id AS g2, fencing_token AS gt2 FROM execguard.executions WHERE job_id = 'hd-gen' AND question_id = 'sql path' \gset
+BEGIN;
+SET LOCAL execguard.direct_writes = on;
+SELECT execguard.complete_execution(:g1, :gt1, '{"answer": 1}') AS completed;
+SET LOCAL execguard.direct_writes = off;
+SELECT execguard.complete_execution(:g2, :gt2, '{"answer": 2}') AS completed;
+COMMIT;
+DROP POLICY hd_nothing ON execguard.executions;
+ALTER TABLE execguard.executions DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY;
+SELECT question_id, status, result FROM execguard.executions WHERE job_id = 'hd-gen' ORDER BY question_id;
+
 -- Renaming the extension's schema and planting look-alike tables under the
 -- name execguard does not redirect the SECURITY DEFINER functions: they
 -- refuse, naming the relation, until the schemas are put back.
