@@ -59,6 +59,29 @@ SELECT count(*) AS queued FROM execguard.queue q JOIN execguard.executions e USI
 SELECT region FROM execguard.executions WHERE job_id = 'big-regions' AND execution_id IN (1, 2, 120000)
  ORDER BY execution_id;
 
+-- jobs.spec is written as Jsonb by submit_job itself, not parsed from
+-- text: its image must be byte for byte the one PostgreSQL builds for the
+-- same value (*= compares records by image), around the format's
+-- boundaries: every 32nd child stores an offset, not a length; params an
+-- object (nested, with numbers) or null; null and multibyte providers and
+-- names; the single prompt's question id ''; 120,000 regions.
+SELECT s.job_id, s.executions_created
+  FROM (VALUES
+        (jsonb_build_object('id', 'big-spec-params', 'max_attempts', 7,
+             'models', '[{"id": "M1", "provider": "pröv", "name": "Nâme"}, "m2", {"id": "m3", "regions": ["z"]}]'::jsonb,
+             'regions', '["a", "b"]'::jsonb,
+             'params', '{"temperature": 0.5, "stop": ["\n"], "nested": {"x": [1, 2.50, {"y": null}], "b": true}}'::jsonb,
+             'questions', (SELECT jsonb_agg(CASE WHEN g % 3 = 0 THEN to_jsonb('question ' || repeat('é', g))
+                                                 ELSE jsonb_build_object('id', 'q' || g, 'prompt', repeat('p', g)) END
+                                            ORDER BY g)
+                             FROM generate_series(1, 70) g))),
+        ('{"id": "big-spec-single", "models": ["m"], "regions": ["r"],
+           "benchmark": {"input": {"data": {"prompt": "one prompt"}}}}'::jsonb)) AS v(spec),
+       execguard.submit_job(v.spec) AS s;
+SELECT job_id, ROW(spec)::record *= ROW(spec::text::jsonb)::record AS image_equal,
+       spec -> 'questions' -> 0 AS first_question, spec -> 'params' AS params, spec -> 'max_attempts' AS max_attempts
+  FROM execguard.jobs ORDER BY job_id;
+
 -- Limits: more (model, region) pairs than 1,000,000, and more units than
 -- 10,000,000, are refused before anything is written.
 SELECT pg_temp.error_of(format('SELECT execguard.normalize_models($1, %L)', as_array),

@@ -193,7 +193,13 @@ extern "C" eg_status eg_job_plan_open(eg_slice spec_json, eg_job_plan* out, eg_e
         impl->plan =
             execguard::core::plan_job(execguard::core::parse_spec(std::string_view(spec_json.data, spec_json.len)));
         const execguard::core::JobPlan& plan = impl->plan;
-        impl->header = plan.header_text();
+        // Without the canonical spec: as JSON text it is as big as the
+        // questions, and the adapter writes its Jsonb from the views below.
+        impl->header = nlohmann::json{{"job_id", plan.job_id},
+                                      {"max_attempts", plan.max_attempts},
+                                      {"duplicates_removed", plan.duplicates_removed},
+                                      {"regions", plan.regions()}}
+                           .dump();
         impl->params = plan.params.dump();
 
         std::size_t n_regions = 0;

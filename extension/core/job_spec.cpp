@@ -306,41 +306,6 @@ json JobPlan::header() const {
             {"regions", regions()}};
 }
 
-namespace {
-
-void append_json_string(std::string& out, const std::string& text) { out += json(text).dump(); }
-
-}  // namespace
-
-// The same document as header().dump(), written directly: the canonical
-// spec as a json DOM costs about 400 bytes per question (a std::map per
-// question object), which for 1,000,000 questions was the backend's peak.
-std::string JobPlan::header_text() const {
-    std::string out = "{\"job_id\":";
-    append_json_string(out, job_id);
-    out += ",\"spec\":{\"models\":";
-    out += models_to_json(models).dump();
-    out += ",\"questions\":[";
-    bool first = true;
-    for (const Question& question : questions) {
-        poll_interrupt();
-        out += first ? "{\"id\":" : ",{\"id\":";
-        first = false;
-        append_json_string(out, question.id);
-        out += ",\"prompt\":";
-        append_json_string(out, question.prompt);
-        out += "}";
-    }
-    out += "],\"params\":";
-    out += params.dump();
-    out += ",\"max_attempts\":" + std::to_string(max_attempts);
-    out += "},\"max_attempts\":" + std::to_string(max_attempts);
-    out += ",\"duplicates_removed\":" + std::to_string(duplicates_removed);
-    out += ",\"regions\":" + json(regions()).dump();
-    out += "}";
-    return out;
-}
-
 std::string plan_job_text(std::string_view spec_json) {
     JobPlan plan = plan_job(parse_spec(spec_json));
 

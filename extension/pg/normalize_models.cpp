@@ -23,6 +23,7 @@ extern "C"
 #include "utils/memutils.h"
 
 #include "core_call.h"
+#include "jsonb_writer.h"
 }
 
 extern "C"
@@ -172,61 +173,17 @@ jsonb_to_nodes(Jsonb *document, size_t *n_nodes)
 
 /*
  * The result, [{id, name, provider, regions}], is written straight in
- * Jsonb's binary format (utils/jsonb.h) into one buffer sized up front.
- * Building it with pushJsonbValue and JsonbValueToJsonb cost more than the
- * normalisation: a JsonbValue tree, a sort of every object's keys, and an
- * output buffer grown by doubling and copying. The layout below is the one
- * convertToJsonb produces, byte for byte (the regression tests compare the
- * images, see sql/normalize_models.sql):
- *
- *   container  uint32 header (count | JB_FARRAY or JB_FOBJECT), then one
- *              JEntry per child (an object's keys first, then its values),
- *              then the children's data in the same order. Each container
- *              starts 4-byte aligned, and the padding before it counts as
- *              part of the child's length in the parent's JEntry.
- *   JEntry     type bits | length of the child, except every
- *              JB_OFFSET_STRIDE-th child, which stores its end offset from
- *              the start of the data area, with JENTRY_HAS_OFF.
- *   object     keys sorted by length, then bytes: id, name, regions,
- *              provider.
+ * Jsonb's binary format (jsonb_writer.h). Object keys sorted by length,
+ * then bytes: id, name, regions, provider.
  */
 #define MODEL_KEYS 4
 static const eg_slice kModelKeys[MODEL_KEYS] = {{"id", 2}, {"name", 4}, {"regions", 7}, {"provider", 8}};
 #define MODEL_KEY_BYTES (2 + 4 + 7 + 8)
 
-static inline size_t
-align4(size_t offset)
+size_t
+eg_models_container_bound(const eg_models *models)
 {
-	return (offset + 3) & ~(size_t) 3;
-}
-
-static inline void
-put_uint32(char *buffer, size_t offset, uint32 value)
-{
-	memcpy(buffer + offset, &value, sizeof(uint32));
-}
-
-/* The JEntry of the i-th child that ends at "end" and is "length" long. */
-static inline uint32
-child_entry(uint32 type, size_t i, size_t end, size_t length)
-{
-	if (i % JB_OFFSET_STRIDE == 0)
-		return type | (uint32) end | JENTRY_HAS_OFF;
-	return type | (uint32) length;
-}
-
-/* Sets the JEntry of a container's i-th child, which ends at data + end. */
-static inline void
-put_entry(char *buffer, size_t entries, size_t i, uint32 type, size_t end, size_t length)
-{
-	put_uint32(buffer, entries + sizeof(JEntry) * i, child_entry(type, i, end, length));
-}
-
-/* Bytes of the result at most (exact but for alignment padding). */
-static size_t
-models_jsonb_bound(const eg_models *models)
-{
-	size_t		size = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * models->n_models;
+	size_t		size = sizeof(uint32) + sizeof(JEntry) * models->n_models;
 
 	for (size_t i = 0; i < models->n_models; i++)
 	{
@@ -239,15 +196,6 @@ models_jsonb_bound(const eg_models *models)
 			size += models->regions[model->first_region + r].len;
 	}
 	return size;
-}
-
-/* Appends the bytes of a string child at *end; returns its length. */
-static inline size_t
-put_string(char *buffer, size_t *end, eg_slice text)
-{
-	memcpy(buffer + *end, text.data, text.len);
-	*end += text.len;
-	return text.len;
 }
 
 /* Writes an array of strings at "start" (aligned); returns its end. */
@@ -302,14 +250,30 @@ put_model(char *buffer, size_t start, const eg_models *models, const eg_model_ou
 	return end;
 }
 
+size_t
+eg_put_models_container(char *buffer, size_t start, const eg_models *models)
+{
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * models->n_models;
+	size_t		end = data;
+
+	put_uint32(buffer, start, (uint32) models->n_models | JB_FARRAY);
+	for (size_t i = 0; i < models->n_models; i++)
+	{
+		size_t		length = put_model(buffer, align4(end), models, &models->models[i]) - end;
+
+		end += length;
+		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
+	}
+	return end;
+}
+
 static Jsonb *
 models_to_jsonb(const eg_models *models)
 {
-	size_t		bound = models_jsonb_bound(models);
+	size_t		bound = VARHDRSZ + eg_models_container_bound(models);
 	char	   *buffer;
-	size_t		entries = VARHDRSZ + sizeof(uint32);
-	size_t		data = entries + sizeof(JEntry) * models->n_models;
-	size_t		end = data;
+	size_t		end;
 
 	/*
 	 * One bound for every container: each JEntry offset or length fits when
@@ -321,15 +285,7 @@ models_to_jsonb(const eg_models *models)
 				 errmsg("the normalized models would take %zu bytes, more than a jsonb value can hold (%d)",
 						bound, JENTRY_OFFLENMASK)));
 	buffer = (char *) palloc0(bound);
-	put_uint32(buffer, VARHDRSZ, (uint32) models->n_models | JB_FARRAY);
-	for (size_t i = 0; i < models->n_models; i++)
-	{
-		size_t		start = align4(end);
-		size_t		length = put_model(buffer, start, models, &models->models[i]) - end;
-
-		end += length;
-		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
-	}
+	end = eg_put_models_container(buffer, VARHDRSZ, models);
 	Assert(end <= bound);
 	SET_VARSIZE(buffer, end);
 	return (Jsonb *) buffer;

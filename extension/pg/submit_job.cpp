@@ -25,9 +25,11 @@ extern "C"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 
 #include "core_call.h"
 #include "executions_table.h"
+#include "jsonb_writer.h"
 #include "spi_plans.h"
 #include "srf.h"
 #include "stats.h"
@@ -47,11 +49,12 @@ static EgStatement unknown_region = {
 	1, {JSONBOID}, NULL
 };
 
+/* $1 the plan's header, $2 the canonical spec. */
 static EgStatement insert_job = {
 	"INSERT INTO execguard.jobs (job_id, spec, max_attempts) "
-	"VALUES ($1 ->> 'job_id', $1 -> 'spec', ($1 ->> 'max_attempts')::int) "
+	"VALUES ($1 ->> 'job_id', $2, ($1 ->> 'max_attempts')::int) "
 	"ON CONFLICT (job_id) DO NOTHING RETURNING 1",
-	1, {JSONBOID}, NULL
+	2, {JSONBOID, JSONBOID}, NULL
 };
 
 /*
@@ -62,9 +65,9 @@ static EgStatement insert_job = {
  * the same spec?, a tombstone of cancel_job?, purged?
  */
 static EgStatement existing_job = {
-	"SELECT spec IS NOT DISTINCT FROM $1 -> 'spec', spec IS NULL, purged_at IS NOT NULL "
+	"SELECT spec IS NOT DISTINCT FROM $2, spec IS NULL, purged_at IS NOT NULL "
 	"  FROM execguard.jobs WHERE job_id = $1 ->> 'job_id' FOR SHARE",
-	1, {JSONBOID}, NULL
+	2, {JSONBOID, JSONBOID}, NULL
 };
 
 /*
@@ -243,35 +246,154 @@ insert_all_units(const eg_job_plan *plan, Datum job_id)
 }
 
 /*
+ * The canonical spec, jobs.spec, written as Jsonb straight from the plan
+ * (jsonb_writer.h): {"models", "params", "questions", "max_attempts"}, in
+ * that order (keys sorted by length, then bytes), each question
+ * {"id", "prompt"}. Through jsonb_in its JsonbValue tree was the peak of a
+ * big job's memory, about 0.9 KB per question.
+ */
+#define SPEC_KEYS 4
+static const eg_slice kSpecKeys[SPEC_KEYS] = {{"models", 6}, {"params", 6}, {"questions", 9}, {"max_attempts", 12}};
+#define SPEC_KEY_BYTES (6 + 6 + 9 + 12)
+#define QUESTION_KEYS 2
+#define QUESTION_KEY_BYTES (2 + 6)
+
+/* One question's object at "start" (aligned); returns its end. */
+static size_t
+put_question(char *buffer, size_t start, const eg_question_out *question)
+{
+	const eg_slice strings[2 * QUESTION_KEYS] = {{"id", 2}, {"prompt", 6}, question->id, question->prompt};
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * 2 * QUESTION_KEYS;
+	size_t		end = data;
+
+	put_uint32(buffer, start, QUESTION_KEYS | JB_FOBJECT);
+	for (size_t child = 0; child < 2 * QUESTION_KEYS; child++)
+	{
+		size_t		length = put_string(buffer, &end, strings[child]);
+
+		put_entry(buffer, entries, child, JENTRY_ISSTRING, end - data, length);
+	}
+	return end;
+}
+
+static size_t
+put_questions(char *buffer, size_t start, const eg_job_plan *plan)
+{
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * plan->n_questions;
+	size_t		end = data;
+
+	put_uint32(buffer, start, (uint32) plan->n_questions | JB_FARRAY);
+	for (size_t i = 0; i < plan->n_questions; i++)
+	{
+		size_t		length = put_question(buffer, align4(end), &plan->questions[i]) - end;
+
+		end += length;
+		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
+		if ((i & 4095) == 4095)
+			CHECK_FOR_INTERRUPTS();
+	}
+	return end;
+}
+
+/* Copies a container or numeric at align4(end); returns the child's length. */
+static size_t
+put_aligned(char *buffer, size_t *end, const void *bytes, size_t n)
+{
+	size_t		start = align4(*end);
+	size_t		length;
+
+	memcpy(buffer + start, bytes, n);
+	length = start + n - *end;
+	*end = start + n;
+	return length;
+}
+
+static Datum
+spec_to_jsonb(const eg_job_plan *plan)
+{
+	eg_models	models;
+	Jsonb	   *params;
+	Numeric		max_attempts;
+	size_t		bound;
+	size_t		entries = VARHDRSZ + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * 2 * SPEC_KEYS;
+	size_t		end = data;
+	size_t		length;
+	char	   *buffer;
+
+	models.models = (eg_model_out *) plan->models;
+	models.n_models = plan->n_models;
+	models.regions = (eg_slice *) plan->regions;
+	models.arena = NULL;
+	params = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(plan->params.data,
+																				   plan->params.len))));
+	max_attempts = DatumGetNumeric(DirectFunctionCall1(int4_numeric, Int32GetDatum(plan->max_attempts)));
+
+	bound = data + SPEC_KEY_BYTES;
+	bound += 3 + eg_models_container_bound(&models);
+	bound += 3 + VARSIZE(params) - VARHDRSZ;
+	bound += 3 + sizeof(uint32) + sizeof(JEntry) * plan->n_questions;
+	for (size_t i = 0; i < plan->n_questions; i++)
+		bound += 3 + sizeof(uint32) + sizeof(JEntry) * 2 * QUESTION_KEYS + QUESTION_KEY_BYTES +
+			plan->questions[i].id.len + plan->questions[i].prompt.len;
+	bound += 3 + VARSIZE(max_attempts);
+	/* One bound for every container, as jsonb_in checks it (54000). */
+	if (bound > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the job's spec would take %zu bytes, more than a jsonb value can hold (%d)",
+						bound, JENTRY_OFFLENMASK)));
+
+	buffer = (char *) palloc0(bound);
+	put_uint32(buffer, VARHDRSZ, SPEC_KEYS | JB_FOBJECT);
+	for (size_t key = 0; key < SPEC_KEYS; key++)
+	{
+		length = put_string(buffer, &end, kSpecKeys[key]);
+		put_entry(buffer, entries, key, JENTRY_ISSTRING, end - data, length);
+	}
+	/* models */
+	length = eg_put_models_container(buffer, align4(end), &models) - end;
+	end += length;
+	put_entry(buffer, entries, SPEC_KEYS + 0, JENTRY_ISCONTAINER, end - data, length);
+	/* params: an object (its root container), or JSON null */
+	if (JB_ROOT_IS_OBJECT(params))
+	{
+		length = put_aligned(buffer, &end, &params->root, VARSIZE(params) - VARHDRSZ);
+		put_entry(buffer, entries, SPEC_KEYS + 1, JENTRY_ISCONTAINER, end - data, length);
+	}
+	else
+		put_entry(buffer, entries, SPEC_KEYS + 1, JENTRY_ISNULL, end - data, 0);
+	/* questions */
+	length = put_questions(buffer, align4(end), plan) - end;
+	end += length;
+	put_entry(buffer, entries, SPEC_KEYS + 2, JENTRY_ISCONTAINER, end - data, length);
+	/* max_attempts */
+	length = put_aligned(buffer, &end, max_attempts, VARSIZE(max_attempts));
+	put_entry(buffer, entries, SPEC_KEYS + 3, JENTRY_ISNUMERIC, end - data, length);
+
+	Assert(end <= bound);
+	SET_VARSIZE(buffer, end);
+	return PointerGetDatum(buffer);
+}
+
+/*
  * Everything after the plan: the regions check, the job row, the units.
  * Returns whether the job is new and how many units were created.
  */
 static bool
 submit_planned(const eg_job_plan *plan, const char *job_id, int32 *created)
 {
-	Datum		header;
+	Datum		job[2];
 	bool		job_is_new;
-	MemoryContext parse_context;
-	MemoryContext caller_context;
-	Jsonb	   *parsed;
 
-	/*
-	 * jsonb_in builds a tree of the whole document before it writes the
-	 * Jsonb, several times the size of the result for a job of many
-	 * questions: in a context of its own, gone once the result is copied.
-	 */
-	parse_context = AllocSetContextCreate(CurrentMemoryContext, "execguard submit_job header",
-										  ALLOCSET_DEFAULT_SIZES);
-	caller_context = MemoryContextSwitchTo(parse_context);
-	parsed = DatumGetJsonbP(eg_cstring_to_jsonb((char *) plan->header.data));
-	MemoryContextSwitchTo(caller_context);
-	header = PointerGetDatum(palloc(VARSIZE(parsed)));
-	memcpy(DatumGetPointer(header), parsed, VARSIZE(parsed));
-	MemoryContextDelete(parse_context);
+	job[0] = eg_cstring_to_jsonb((char *) plan->header.data);
+	job[1] = spec_to_jsonb(plan);
 
 	SPI_connect();
 
-	if (eg_execute(&unknown_region, &header, NULL, 1) > 0)
+	if (eg_execute(&unknown_region, job, NULL, 1) > 0)
 	{
 		char	   *region = TextDatumGetCString(eg_result_not_null(0, 1));
 
@@ -281,11 +403,11 @@ submit_planned(const eg_job_plan *plan, const char *job_id, int32 *created)
 				 errhint("Insert it into execguard.regions, or correct the spec; execguard never maps a region to another.")));
 	}
 
-	job_is_new = eg_execute(&insert_job, &header, NULL, 0) > 0;
+	job_is_new = eg_execute(&insert_job, job, NULL, 0) > 0;
 	if (!job_is_new)
 	{
 		/* A row that is gone again was a concurrent submit that rolled back. */
-		if (eg_execute(&existing_job, &header, NULL, 0) != 1)
+		if (eg_execute(&existing_job, job, NULL, 0) != 1)
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("job \"%s\" changed while it was being submitted", job_id),

@@ -135,8 +135,11 @@ typedef struct eg_question_out {
 } eg_question_out;
 
 typedef struct eg_job_plan {
-    /* {"job_id", "spec", "max_attempts", "duplicates_removed", "regions"},
-     * NUL-terminated: the canonical spec and every region any unit uses */
+    /* {"job_id", "max_attempts", "duplicates_removed", "regions"},
+     * NUL-terminated; regions: every region any unit uses. The canonical
+     * spec (jobs.spec) is {"models": as normalize_models returns them,
+     * "questions": [{"id", "prompt"}, ...], "params", "max_attempts"}, which
+     * the caller writes from the fields below. */
     eg_slice header;
     eg_slice job_id;
     eg_slice params; /* JSON text of params, "null" when not given */

@@ -51,8 +51,6 @@ struct JobPlan {
     // {"job_id", "spec", "max_attempts", "duplicates_removed", "regions"}:
     // what submit_job needs before it writes the units.
     nlohmann::json header() const;
-    // header() as JSON text, without building it as a json value first.
-    std::string header_text() const;
     // The payload stored with one unit: everything a runner needs.
     nlohmann::json payload(const Model& model, const std::string& region, const Question& question) const;
 };
