@@ -1,6 +1,7 @@
 // test/fuzz/fuzz_plan_job.cpp
 //
-// libFuzzer target for eg_plan_job(), the core behind execguard.submit_job().
+// libFuzzer target for eg_plan_job() and eg_job_plan_open(), the core
+// behind execguard.submit_job().
 // Input: the job spec as JSON text.
 //
 // On EG_OK the plan must be internally consistent (units are exactly
@@ -9,6 +10,8 @@
 // eg_canonical_key_part() gives it (so claim_execution() with the stored key
 // finds the stored row), planning is deterministic, and a spec rebuilt from
 // the plan's canonical spec plans to the same canonical spec (fixed point).
+// eg_job_plan_open, which submit_job uses, must give the same status and
+// message, and views that expand, in order, to exactly the same units.
 #include "fuzz_invariants.hpp"
 
 #include <nlohmann/json.hpp>
@@ -145,6 +148,61 @@ void check_plan(const json& p) {
     }
 }
 
+// eg_job_plan_open (what submit_job reads) must agree with eg_plan_job:
+// the same status and message, and views that expand, in order, to exactly
+// the plan's units, with its spec's models, questions, params.
+void check_views(std::string_view input, const Call& call, const json* p) {
+    eg_job_plan view{};
+    eg_error error{};
+    const eg_status status = eg_job_plan_open({input.data(), input.size()}, &view, &error);
+    if (status != call.status) violated("eg_job_plan_open and eg_plan_job disagree on the status");
+    if (status != EG_OK) {
+        if (view.impl != nullptr) violated("a refused plan left views behind");
+        if (std::string(error.message) != call.error.message) violated("the two entry points give other messages");
+        return;
+    }
+    const json& units = (*p)["units"];
+    const json& spec = (*p)["spec"];
+    json header = json::parse(std::string(view.header.data, view.header.len), nullptr, false);
+    if (header.is_discarded() || header["job_id"] != (*p)["job_id"] || header["regions"] != (*p)["regions"] ||
+        header["max_attempts"] != (*p)["max_attempts"] || header["duplicates_removed"] != (*p)["duplicates_removed"]) {
+        violated("the views' header differs from the plan");
+    }
+    if (json::parse(std::string(view.params.data, view.params.len), nullptr, false) != spec["params"]) {
+        violated("the views' params differ from the plan's");
+    }
+    if (view.unit_count != units.size() || view.n_models != spec["models"].size() ||
+        view.n_questions != spec["questions"].size() || view.max_attempts != (*p)["max_attempts"]) {
+        violated("the views' counts differ from the plan");
+    }
+    auto text = [](eg_slice slice) { return std::string(slice.data, slice.len); };
+    std::size_t index = 0;
+    for (std::size_t m = 0; m < view.n_models && index <= units.size(); ++m) {
+        const eg_model_out& model = view.models[m];
+        const json& spec_model = spec["models"][m];
+        if (spec_model["id"] != text(model.id) || spec_model["name"] != text(model.name) ||
+            spec_model["provider"] != (model.provider.data ? json(text(model.provider)) : json(nullptr)) ||
+            spec_model["regions"].size() != model.n_regions) {
+            violated("model " + std::to_string(m) + " of the views differs from the spec");
+        }
+        for (std::size_t r = 0; r < model.n_regions; ++r) {
+            for (std::size_t q = 0; q < view.n_questions; ++q, ++index) {
+                if (index >= units.size()) violated("the views expand to more units than the plan");
+                const json& unit = units[index];
+                const eg_question_out& question = view.questions[q];
+                if (unit[0] != text(model.id) || unit[1] != text(view.regions[model.first_region + r]) ||
+                    unit[2] != text(question.id) || unit[3]["prompt"] != text(question.prompt) ||
+                    unit[3]["model_name"] != text(model.name)) {
+                    violated("unit " + std::to_string(index) + " of the views differs from the plan's");
+                }
+            }
+        }
+    }
+    if (index != units.size()) violated("the views expand to fewer units than the plan");
+    eg_job_plan_free(&view);
+    if (view.impl != nullptr) violated("eg_job_plan_free left impl set");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -155,11 +213,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     {"spec", "id ", "regions", "constraints", "models", "metadata", "questions", "benchmark", "params",
                      "max_attempts", "job has", "model \"", "too many"},
                     is_valid_utf8(input));
+        check_views(input, call, nullptr);
         return 0;
     }
     const json p = json::parse(call.out, nullptr, false);
     if (p.is_discarded() || !p.is_object()) violated("plan is not a JSON object: " + call.out);
     check_plan(p);
+    check_views(input, call, &p);
 
     const Call same = plan(input);
     if (same.status != EG_OK || same.out != call.out) violated("planning the same spec twice gave different plans");
