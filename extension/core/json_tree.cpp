@@ -3,6 +3,8 @@
 // See json_tree.hpp.
 #include "execguard/core/json_tree.hpp"
 
+#include "execguard/core/interrupt.hpp"
+
 #include <utility>
 
 namespace execguard::core {
@@ -10,6 +12,7 @@ namespace execguard::core {
 std::size_t JsonNode::size() const {
     std::size_t count = 0;
     for (Iterator it = begin(); it != end(); ++it) {
+        poll_interrupt();
         ++count;
     }
     return count;
@@ -81,6 +84,7 @@ std::vector<eg_json_node> flatten(const nlohmann::json& value) {
 
     emit(value, nullptr);
     while (!open.empty()) {
+        poll_interrupt();
         Open& top = open.back();
         if (!(top.next != top.last)) {
             nodes[top.index].end = nodes.size();

@@ -312,6 +312,8 @@ execguard_normalize_models(PG_FUNCTION_ARGS)
 	region_slices = (eg_slice *) palloc(sizeof(eg_slice) * (n_regions > 0 ? n_regions : 1));
 	for (int i = 0; i < n_regions; i++)
 	{
+		if ((i & 4095) == 4095)
+			CHECK_FOR_INTERRUPTS();
 		if (region_nulls[i])
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
