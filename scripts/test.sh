@@ -254,6 +254,7 @@ run_script bench_claims_smoke bench/claims/run.sh --quick
 run_script bench_callgrind_smoke bench/callgrind/run.sh --quick
 run_script bench_backlog_smoke bench/backlog/run.sh --quick
 run_script bench_retention_smoke bench/retention/run.sh --quick
+run_script bench_bigjobs_smoke bench/bigjobs/run.sh --quick
 run_script clang_format scripts/check-format.sh
 check_server_log
 scripts/pgcluster.sh destroy "$cluster" >/dev/null 2>&1
