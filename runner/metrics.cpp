@@ -220,9 +220,9 @@ std::vector<prometheus::MetricFamily> DbStatsCollectable::Collect() const {
 
         // Extension 0.6.0: refusals because the execution was cancelled under
         // the writer's grant, no longer counted as stale writes.
-        auto after_cancel = family("execguard_db_writes_after_cancel_total",
-                                   "Heartbeats and writes refused because the execution was cancelled",
-                                   MetricType::Counter);
+        auto after_cancel =
+            family("execguard_db_writes_after_cancel_total",
+                   "Heartbeats and writes refused because the execution was cancelled", MetricType::Counter);
         add_sample(after_cancel, {}, col("writes_after_cancel"));
         out.push_back(std::move(after_cancel));
 
@@ -235,8 +235,8 @@ std::vector<prometheus::MetricFamily> DbStatsCollectable::Collect() const {
         auto claims =
             family("execguard_db_claims_total", "Claim attempts by outcome, all clients", MetricType::Counter);
         // "unknown" (keys no job submitted) since extension 0.6.0; 0 before.
-        for (const char* o : {"claimed", "reclaimed", "running", "completed", "cancelled", "failed", "backoff",
-                              "unknown"})
+        for (const char* o :
+             {"claimed", "reclaimed", "running", "completed", "cancelled", "failed", "backoff", "unknown"})
             add_sample(claims, {{"outcome", o}}, col((std::string("claims_") + o).c_str()));
         out.push_back(std::move(claims));
 

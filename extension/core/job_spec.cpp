@@ -282,6 +282,67 @@ JobPlan plan_job(const json& spec) {
     return plan;
 }
 
+namespace {
+
+// U+10FFFF, a noncharacter: what stands for each byte that is not UTF-8
+// while looking for where it was.
+constexpr std::string_view kBadByte = "\xF4\x8F\xBF\xBF";
+
+// Where in `node` (at `where`, "" for the root) a string or key holds
+// kBadByte, or "" when nothing does.
+std::string bad_byte_path(const json& node, const std::string& where) {
+    poll_interrupt();
+    if (node.is_string()) {
+        return node.get_ref<const std::string&>().find(kBadByte) == std::string::npos ? std::string()
+               : where.empty()                                                        ? std::string("spec")
+                                                                                      : where;
+    }
+    if (node.is_array()) {
+        std::size_t index = 0;
+        for (const json& element : node) {
+            std::string found = bad_byte_path(element, where + "[" + std::to_string(index++) + "]");
+            if (!found.empty()) return found;
+        }
+    } else if (node.is_object()) {
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            if (it.key().find(kBadByte) != std::string::npos) {
+                return where.empty() ? std::string("a member name") : "a member name in " + where;
+            }
+            std::string found = bad_byte_path(it.value(), where.empty() ? it.key() : where + "." + it.key());
+            if (!found.empty()) return found;
+        }
+    }
+    return {};
+}
+
+// Text that did not parse: if it is JSON but for bytes that are not UTF-8
+// (a SQL_ASCII database passes any byte), where the first such string is.
+std::string invalid_utf8_path(std::string_view text) {
+    if (is_valid_utf8(text)) {
+        return {};
+    }
+    std::string repaired;
+    repaired.reserve(text.size() + 16);
+    for (std::size_t i = 0; i < text.size();) {
+        poll_interrupt();
+        const std::size_t length = utf8_sequence_length(text, i);
+        if (length == 0) {
+            repaired += kBadByte;
+            ++i;
+        } else {
+            repaired.append(text.substr(i, length));
+            i += length;
+        }
+    }
+    const json tree = json::parse(repaired, nullptr, /*allow_exceptions=*/false);
+    if (tree.is_discarded()) {
+        return {};
+    }
+    return bad_byte_path(tree, "");
+}
+
+}  // namespace
+
 json parse_spec(std::string_view spec_json) {
     // The callback is the parser's only loop we can reach: it polls for
     // query cancel once per value (its exception leaves parse() normally).
@@ -293,6 +354,10 @@ json parse_spec(std::string_view spec_json) {
         },
         /*allow_exceptions=*/false);
     if (spec.is_discarded()) {
+        const std::string where = invalid_utf8_path(spec_json);
+        if (!where.empty()) {
+            fail(where + " is not valid UTF-8");
+        }
         fail("spec is not valid JSON");
     }
     return spec;

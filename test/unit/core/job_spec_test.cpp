@@ -195,3 +195,20 @@ TEST(PlanJob, InterruptedPlanningLeavesNothingBehind) {
 TEST(PlanJob, InvalidJsonIsAnInputError) { EXPECT_EQ(error_of("{"), "spec is not valid JSON"); }
 
 }  // namespace
+
+// A SQL_ASCII database passes any byte: a spec that is JSON but for bytes
+// that are not UTF-8 names the string that holds them (it said only "spec
+// is not valid JSON").
+TEST(PlanJob, BytesThatAreNotUtf8AreNamedWhereTheyAre) {
+    EXPECT_EQ(error_of("{\"id\":\"j\xff\",\"models\":[\"m\"],\"regions\":[\"r\"],\"questions\":[\"q\"]}"),
+              "id is not valid UTF-8");
+    EXPECT_EQ(error_of("{\"id\":\"j\",\"models\":[\"m\",\"n\xc3\"],\"regions\":[\"r\"],\"questions\":[\"q\"]}"),
+              "models[1] is not valid UTF-8");
+    EXPECT_EQ(error_of("{\"id\":\"j\",\"models\":[\"m\"],\"regions\":[\"r\"],"
+                       "\"questions\":[{\"id\":\"q\",\"prompt\":\"\xed\xa0\x80\"}]}"),
+              "questions[0].prompt is not valid UTF-8");
+    EXPECT_EQ(error_of("{\"id\":\"j\",\"x\xfe\":1,\"models\":[\"m\"],\"regions\":[\"r\"],\"questions\":[\"q\"]}"),
+              "a member name is not valid UTF-8");
+    // Not JSON at all stays what it was.
+    EXPECT_EQ(error_of("{\"id\":\"j\xff"), "spec is not valid JSON");
+}

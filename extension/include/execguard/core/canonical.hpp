@@ -76,6 +76,10 @@ private:
 // U+10FFFF). Identifiers must be; a database in SQL_ASCII could pass others.
 bool is_valid_utf8(std::string_view text) noexcept;
 
+// The length of the well-formed UTF-8 sequence that starts at text[i]
+// (i < text.size()), or 0 when none does.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept;
+
 // At most `max_bytes` of `text` for an error message, cut on a character
 // boundary so the message stays valid UTF-8, with "..." when cut.
 std::string excerpt(std::string_view text, std::size_t max_bytes = 64);
