@@ -288,27 +288,41 @@ namespace {
 // while looking for where it was.
 constexpr std::string_view kBadByte = "\xF4\x8F\xBF\xBF";
 
-// Where in `node` (at `where`, "" for the root) a string or key holds
-// kBadByte, or "" when nothing does.
-std::string bad_byte_path(const json& node, const std::string& where) {
+bool is_spec_member(const std::string& name) {
+    static const char* const known[] = {"id",        "models",    "metadata", "regions",     "constraints",
+                                        "questions", "benchmark", "params",   "max_attempts"};
+    return std::any_of(std::begin(known), std::end(known), [&](const char* k) { return name == k; });
+}
+
+// The error for the first string or member name in `node` (at `where`, ""
+// for the root) that holds kBadByte, or "" when none does. Messages start
+// with the position, as every message of the core does.
+std::string bad_byte_error(const json& node, const std::string& where) {
     poll_interrupt();
+    const std::string here = where.empty() ? std::string("spec") : where;
     if (node.is_string()) {
-        return node.get_ref<const std::string&>().find(kBadByte) == std::string::npos ? std::string()
-               : where.empty()                                                        ? std::string("spec")
-                                                                                      : where;
+        if (node.get_ref<const std::string&>().find(kBadByte) == std::string::npos) return {};
+        return here + " is not valid UTF-8";
     }
     if (node.is_array()) {
         std::size_t index = 0;
         for (const json& element : node) {
-            std::string found = bad_byte_path(element, where + "[" + std::to_string(index++) + "]");
+            std::string found = bad_byte_error(element, here + "[" + std::to_string(index++) + "]");
             if (!found.empty()) return found;
         }
     } else if (node.is_object()) {
         for (auto it = node.begin(); it != node.end(); ++it) {
             if (it.key().find(kBadByte) != std::string::npos) {
-                return where.empty() ? std::string("a member name") : "a member name in " + where;
+                return here + " has a member name that is not valid UTF-8";
             }
-            std::string found = bad_byte_path(it.value(), where.empty() ? it.key() : where + "." + it.key());
+            // A member the spec does not read is not named: its name is the
+            // client's, of any length.
+            if (where.empty() && !is_spec_member(it.key())) {
+                if (bad_byte_error(it.value(), "spec").empty()) continue;
+                return "spec is not valid UTF-8 (in a member execguard does not read)";
+            }
+            std::string found =
+                bad_byte_error(it.value(), where.empty() ? it.key() : where + "." + excerpt(it.key(), 64));
             if (!found.empty()) return found;
         }
     }
@@ -316,8 +330,9 @@ std::string bad_byte_path(const json& node, const std::string& where) {
 }
 
 // Text that did not parse: if it is JSON but for bytes that are not UTF-8
-// (a SQL_ASCII database passes any byte), where the first such string is.
-std::string invalid_utf8_path(std::string_view text) {
+// (a SQL_ASCII database passes any byte), the error naming where the first
+// of them is; else "".
+std::string invalid_utf8_error(std::string_view text) {
     if (is_valid_utf8(text)) {
         return {};
     }
@@ -338,7 +353,7 @@ std::string invalid_utf8_path(std::string_view text) {
     if (tree.is_discarded()) {
         return {};
     }
-    return bad_byte_path(tree, "");
+    return bad_byte_error(tree, "");
 }
 
 }  // namespace
@@ -354,9 +369,9 @@ json parse_spec(std::string_view spec_json) {
         },
         /*allow_exceptions=*/false);
     if (spec.is_discarded()) {
-        const std::string where = invalid_utf8_path(spec_json);
-        if (!where.empty()) {
-            fail(where + " is not valid UTF-8");
+        const std::string error = invalid_utf8_error(spec_json);
+        if (!error.empty()) {
+            fail(error);
         }
         fail("spec is not valid JSON");
     }

@@ -362,9 +362,14 @@ def submit_cases(s):
         s.submit(None, "22023", f"spec {top}", spec_text=top)
     s.submit(None, "22P02", "spec not JSON", spec_text="{id:")
     s.submit(None, "22P05", "\\u0000 in spec", spec_text='{"id":"a\\u0000"}')
-    s.submit(spec(s, "too-many-q", questions=["q%d" % i for i in range(10001)]), "54000", "10,001 questions")
-    s.submit(spec(s, "too-many-units", models=["m%d" % i for i in range(1000)], questions=["q%d" % i for i in range(1001)]),
-             "54000", "1,001,000 units")
+    # The limits of 0.6.0: 1,000,000 questions, 10,000,000 units and
+    # 1,000,000 (model, region) pairs per job; each is refused before a row
+    # is written.
+    s.submit(spec(s, "too-many-q", questions=["q%d" % i for i in range(1000001)]), "54000", "1,000,001 questions")
+    s.submit(spec(s, "too-many-units", models=["m%d" % i for i in range(1000)], questions=["q%d" % i for i in range(10001)]),
+             "54000", "10,001,000 units")
+    s.submit(spec(s, "too-many-pairs", models=["m%d" % i for i in range(10000)], regions=["r%d" % i for i in range(101)]),
+             "54000", "1,010,000 (model, region) pairs")
     s.submit(spec(s, "many-models", models=["m%d" % i for i in range(10000)]), "ok", "10,000 models", created=10000)
     s.submit(spec(s, "many-q", questions=["q%d" % i for i in range(10000)]), "ok", "10,000 questions", created=10000)
     s.submit(spec(s, "dup-q", questions=["q"] * 5000 + [" q "] * 5000), "ok", "10,000 duplicate questions", created=1)
@@ -577,7 +582,7 @@ def claim_cases(s):
     # The tombstone's keys are refused with either setting, and its late
     # submit is an error: a cancel that overtook its submit wins.
     early = [s.jid("no-such-job"), "m1", "r1", "q1", None, "60 s", False]
-    s.claim(early, "ok", "a key of a tombstone", outcome="unknown")
+    s.claim(early, "ok", "a key of a tombstone", outcome="cancelled")
     s.claim(early, "ok", "a key of a tombstone, setting off", outcome="cancelled", create_on_claim=True)
     s.submit(spec(s, "no-such-job"), "23505", "submit after a cancel of a job never submitted")
     # claim_next calls above take the oldest due m1 rows of any job, which in

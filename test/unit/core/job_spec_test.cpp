@@ -208,7 +208,11 @@ TEST(PlanJob, BytesThatAreNotUtf8AreNamedWhereTheyAre) {
                        "\"questions\":[{\"id\":\"q\",\"prompt\":\"\xed\xa0\x80\"}]}"),
               "questions[0].prompt is not valid UTF-8");
     EXPECT_EQ(error_of("{\"id\":\"j\",\"x\xfe\":1,\"models\":[\"m\"],\"regions\":[\"r\"],\"questions\":[\"q\"]}"),
-              "a member name is not valid UTF-8");
+              "spec has a member name that is not valid UTF-8");
+    // A member the spec does not read is not named (found by fuzz_plan_job).
+    EXPECT_EQ(error_of("{\"id\":\"j\",\"questigns\":[\"\x8c\"],\"models\":[\"m\"],\"regions\":[\"r\"],"
+                       "\"questions\":[\"q\"]}"),
+              "spec is not valid UTF-8 (in a member execguard does not read)");
     // Not JSON at all stays what it was.
     EXPECT_EQ(error_of("{\"id\":\"j\xff"), "spec is not valid JSON");
 }
