@@ -35,7 +35,7 @@
 # PAUSE (seconds between batches; unset: three times as long as the batch
 # took, the procedure's default),
 # MODE (prepared).
-# --quick: OLD_ROWS 100000, PENDING 40000, WINDOWS 1, WINDOW_SECONDS 4
+# --quick: OLD_ROWS 100000, PENDING 150000, WINDOWS 1, WINDOW_SECONDS 4
 # (the smoke run of scripts/test.sh: checks that it all runs and adds up,
 # not the figures).
 set -euo pipefail
@@ -44,7 +44,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 if [ "${1:-}" = --quick ]; then
-    OLD_ROWS=${OLD_ROWS:-100000} PENDING=${PENDING:-40000} WINDOWS=${WINDOWS:-1} WINDOW_SECONDS=${WINDOW_SECONDS:-4}
+    OLD_ROWS=${OLD_ROWS:-100000} PENDING=${PENDING:-150000} WINDOWS=${WINDOWS:-1} WINDOW_SECONDS=${WINDOW_SECONDS:-4}
 fi
 OLD_ROWS=${OLD_ROWS:-1000000}
 ROWS_PER_JOB=${ROWS_PER_JOB:-10000}
@@ -144,8 +144,9 @@ read -r on off n_on n_off < <(awk -v W="$WINDOW_SECONDS" -v onfile="$on_windows"
     END { printf "%.1f %.1f %d %d\n", (non ? son / non : 0), (noff ? soff / noff : 0), non, noff }' "$progress")
 cycles=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$progress")
 completed=$(( $(completed_before) - completed_start ))
+[ "$(sql -c "SELECT count(*) FROM execguard.queue")" -gt 0 ] ||
+    fail "the run drained the pending backlog ($cycles cycles): raise PENDING"
 [ "$completed" = "$cycles" ] || fail "$cycles pgbench cycles but $completed executions completed"
-[ "$(sql -c "SELECT count(*) FROM execguard.queue")" -gt 0 ] || fail "the run drained the pending backlog: raise PENDING"
 rm -f "$progress" "$on_windows"
 echo "claims: $off executions/s with the purge off ($n_off s), $on with it on ($n_on s, $batches batches of $BATCH)"
 
