@@ -218,10 +218,11 @@ CREATE OR REPLACE VIEW execguard.stats AS
 -- 5 s statement_timeout at a few million. Now pending and running come,
 -- exact, from execguard.queue (an index-only count of the backlog; the
 -- oldest pending one is the one with the lowest id), and the finished
--- statuses are the planner's estimate: the table's row count
--- (pg_class.reltuples) times the status's frequency in its statistics
--- (pg_stats, which autoanalyze refreshes after 2% of the rows change),
--- with no age. Same signature, so grants stay.
+-- statuses, with no age, are counted while the table holds fewer than
+-- 100,000 rows by its statistics (pg_class.reltuples; -1 before the first
+-- ANALYZE) and estimated above: the row count times the status's
+-- frequency in its statistics (pg_stats, which autoanalyze refreshes after
+-- 2% of the rows change). Same signature, so grants stay.
 CREATE OR REPLACE FUNCTION execguard.queue_summary(
     OUT status text,
     OUT executions bigint,
@@ -246,19 +247,22 @@ AS $$
      WHERE q.lease_expires_at IS NOT NULL
     UNION ALL
     SELECT f.status,
-           round(greatest(c.reltuples, 0) * coalesce(
-               (SELECT m.freq
-                  FROM pg_stats AS s,
-                       unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS m(val, freq)
-                 WHERE s.schemaname = 'execguard' AND s.tablename = 'executions'
-                   AND s.attname = 'status' AND m.val = f.status), 0))::bigint,
-           NULL
+           CASE WHEN c.reltuples < 100000
+                THEN (SELECT count(*) FROM execguard.executions AS e WHERE e.status = f.status)
+                ELSE round(c.reltuples * coalesce(
+                         (SELECT m.freq
+                            FROM pg_stats AS s,
+                                 unnest(s.most_common_vals::text::text[], s.most_common_freqs) AS m(val, freq)
+                           WHERE s.schemaname = 'execguard' AND s.tablename = 'executions'
+                             AND s.attname = 'status' AND m.val = f.status), 0))::bigint
+           END,
+           NULL::double precision
       FROM unnest(ARRAY['completed', 'failed', 'cancelled']) AS f(status),
            pg_class AS c
      WHERE c.oid = 'execguard.executions'::regclass
 $$;
 COMMENT ON FUNCTION execguard.queue_summary() IS
-    'Executions by status: pending and running exact, with the age of the oldest; completed, failed and cancelled estimated from the table''s statistics';
+    'Executions by status: pending and running exact, with the age of the oldest; completed, failed and cancelled exact below 100,000 executions, estimated from the table''s statistics above';
 
 -- Privileges ---------------------------------------------------------------
 
