@@ -57,6 +57,9 @@ ALLOWED = {
     "release_execution": TYPE_INPUT | NUMERIC_INPUT | {"22004"},
     "cancel_job": TYPE_INPUT | {"22023", "22004"},
     "retry_job": TYPE_INPUT | {"22023", "22004"},
+    # 22008: now() - older_than past the range of timestamptz.
+    "purge_jobs": TYPE_INPUT | INTERVAL_INPUT | NUMERIC_INPUT | {"22023", "22004", "22008"},
+    "stats_extra": set(),
 }
 CRASH_PATTERNS = re.compile(r"terminated by signal|server process .* was terminated|PANIC|"
                             r"terminating any other active server processes|database system was interrupted")
@@ -599,6 +602,33 @@ def claim_cases(s):
            lambda r: None if r[0][0] == 0 else f"retried {r}")
 
 
+def purge_cases(s):
+    """Retention's arguments. Every age here is older than anything in the
+    cluster (or refused), so no case deletes another suite's rows."""
+    p = "purge_jobs"
+    nothing = lambda r: None if list(r[0]) in ([0, 0], [None, None]) else f"purged {r[0]}"
+    for age in ["1000 years", "178000000 years", "99999999999999999 years", "P1000Y", "forever", "infinity",
+                "-infinity", "-178000000 years", "1000 years -1 microsecond"]:
+        s.call(p, "SELECT * FROM execguard.purge_jobs(%s::interval, 10)", (age,), "any", f"purge older_than {age}",
+               check=nothing)
+    for negative in ["-1 second", "1 month -40 days", "1 day -25 hours"]:
+        s.call(p, "SELECT * FROM execguard.purge_jobs(%s::interval, 10)", (negative,), "22023",
+               f"purge older_than {negative} (negative)")
+    for batch in ["0", "-1", "1000001", "2147483647", "-2147483648"]:
+        s.call(p, f"SELECT * FROM execguard.purge_jobs('1000 years', {batch})", (), "22023",
+               f"purge max_executions {batch}")
+    s.call(p, "SELECT * FROM execguard.purge_jobs('1000 years', 2147483648)", (), "any", "purge max_executions 2^31")
+    s.call(p, "SELECT * FROM execguard.purge_jobs('1000 years', 1000000)", (), "ok", "purge max_executions 1,000,000",
+           check=nothing)
+    s.call(p, "SELECT * FROM execguard.purge_jobs(NULL, 10)", (), "ok", "purge older_than NULL (strict)",
+           check=nothing)
+    s.call(p, "SELECT * FROM execguard.purge_jobs('1000 years', NULL)", (), "ok", "purge max_executions NULL (strict)",
+           check=nothing)
+    s.call(p, "SELECT * FROM execguard.purge_jobs('not an interval', 10)", (), "22007", "purge older_than garbage")
+    s.call("stats_extra", "SELECT * FROM execguard.stats_extra()", (), "ok", "stats_extra",
+           check=lambda r: None if len(r) == 1 and all(v >= 0 for v in r[0]) else f"stats_extra {r}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server-log", default=os.path.join(os.environ.get("EXECGUARD_CLUSTER_DIR", ""), "server.log"))
@@ -624,6 +654,7 @@ def main():
     normalize_cases(s)
     submit_cases(s)
     claim_cases(s)
+    purge_cases(s)
 
     with s.conn.cursor() as cur:
         cur.execute("SELECT pg_postmaster_start_time()")
