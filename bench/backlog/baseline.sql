@@ -47,6 +47,9 @@ CREATE INDEX executions_running_lease
     ON bench_backlog.executions (lease_expires_at)
     WHERE status = 'running' AND lease_expires_at IS NOT NULL;
 
+-- ceiling.sql's table: no indexes, no constraints, one int per row.
+CREATE TABLE bench_backlog.ceiling (client int);
+
 -- The drain of (d), batches of 50, shaped like bench/claims' batch
 -- baseline: a function call is the statement boundary between the claim
 -- and the completion, as claim_next and complete_executions are on the

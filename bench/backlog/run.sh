@@ -34,6 +34,12 @@
 #   (d) CHURN executions submitted, then claimed and completed by batches
 #       of 50 (eg_drain.sql, base_drain.sql, CLIENTS clients) until none is
 #       pending, then (a) again on ROWS new ones; target: within 20% of (a)
+#   With (a) and (b), every round also runs ceiling.sql (two single-row
+#   INSERTs into a table without indexes, each its own transaction): the
+#   two-commit ceiling, the most cycles/s a queue doing two synchronous
+#   commits per cycle can reach on this server at that moment; the report
+#   gives each side's share of it and ceiling / baseline, the highest ratio
+#   any build could show against that baseline.
 #   (e) submit_job of SUBMIT_UNITS units (10 models x 3 regions, jobs of at
 #       most 10,000 questions: the cap) against bench_backlog.insert_job,
 #       one plain INSERT ... SELECT of the same units into copies of
@@ -288,10 +294,27 @@ verify() {
     [ -z "$problems" ] || fail "($scen) baseline: $problems"
 }
 
+# run_ceiling: one pgbench run of ceiling.sql (two synchronous commits of a
+# single-row INSERT per cycle, same clients and mode); RUN_TPS as run_side.
+run_ceiling() {
+    local out tps
+    RUN_TPS=0
+    sql -c "TRUNCATE bench_backlog.ceiling" >/dev/null
+    out=$("$PGBENCH" -n -M "$MODE" -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -f "$here/ceiling.sql" 2>&1) || true
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+    if echo "$out" | grep -q 'aborted' || [ -z "$tps" ]; then
+        fail "ceiling: pgbench ceiling.sql: $(echo "$out" | grep -m1 -E 'ERROR|error|aborted' || echo "$out" | tail -n 1)"
+        return
+    fi
+    RUN_TPS=$(awk -v t="$tps" 'BEGIN { printf "%.0f", t }')
+}
+
 declare -A RESULT
-# claims SCENARIO EG_SCRIPT BASE_SCRIPT NREGIONS: ROUNDS interleaved runs.
+# claims SCENARIO EG_SCRIPT BASE_SCRIPT NREGIONS [ceiling]: ROUNDS
+# interleaved runs (execguard, baseline, and with "ceiling" the two-commit
+# ceiling, ceiling.sql).
 claims() {
-    local scen=$1 eg_script=$2 base_script=$3 nregions=$4 eg=() base=()
+    local scen=$1 eg_script=$2 base_script=$3 nregions=$4 with_ceiling=${5:-} eg=() base=() ceil=()
     for _ in $(seq "$ROUNDS"); do
         top_up execguard "$scen"
         run_side execguard "$eg_script" "$nregions"
@@ -299,12 +322,23 @@ claims() {
         top_up baseline "$scen"
         run_side baseline "$base_script" "$nregions"
         base+=("$RUN_TPS")
+        if [ -n "$with_ceiling" ]; then
+            run_ceiling
+            ceil+=("$RUN_TPS")
+        fi
     done
     RESULT[$scen,eg]=$(printf '%.0f' "$(median "${eg[@]}")")
     RESULT[$scen,base]=$(printf '%.0f' "$(median "${base[@]}")")
     printf '(%s) execguard %7s exec/s  baseline %7s exec/s  ratio %5sx  runs eg [%s] base [%s]\n' \
         "$scen" "${RESULT[$scen,eg]}" "${RESULT[$scen,base]}" \
         "$(ratio "${RESULT[$scen,eg]}" "${RESULT[$scen,base]}")" "${eg[*]}" "${base[*]}"
+    if [ -n "$with_ceiling" ]; then
+        RESULT[$scen,ceil]=$(printf '%.0f' "$(median "${ceil[@]}")")
+        printf '(%s) two-commit ceiling %7s cycles/s: execguard at %s of it, baseline at %s; ceiling / baseline %sx  runs [%s]\n' \
+            "$scen" "${RESULT[$scen,ceil]}" "$(ratio "${RESULT[$scen,eg]}" "${RESULT[$scen,ceil]}")" \
+            "$(ratio "${RESULT[$scen,base]}" "${RESULT[$scen,ceil]}")" \
+            "$(ratio "${RESULT[$scen,ceil]}" "${RESULT[$scen,base]}")" "${ceil[*]}"
+    fi
 }
 
 # idle_probe SIDE: IDLE_CALLS claims with a region filter nobody serves, in
@@ -361,7 +395,7 @@ scenario_a() {
     fill_both a "m1" "r1" "$ROWS"
     same_rows a
     serve "m1" "r1"
-    claims a eg_claim.sql base_claim.sql 1
+    claims a eg_claim.sql base_claim.sql 1 ceiling
     verify a
 }
 
@@ -370,7 +404,7 @@ scenario_b() {
     fill_both b "m1 m2 m3" "r1 r2 r3 r4" "$ROWS"
     same_rows b
     serve "m1 m2 m3" "r1 r2 r3 r4"
-    claims b eg_claim_region.sql base_claim_region.sql 4
+    claims b eg_claim_region.sql base_claim_region.sql 4 ceiling
     verify b
 }
 
@@ -479,12 +513,24 @@ claim_row() {
     r=$(ratio "${RESULT[$scen,eg]}" "${RESULT[$scen,base]}")
     row "($scen) $what" "${RESULT[$scen,eg]}/s" "${RESULT[$scen,base]}/s" "${r}x" ">= 1.5x" "$(met "$r" 1.5 '>=')"
 }
+# ceiling_row SCENARIO: the two-commit ceiling measured with it, and the
+# highest ratio any queue with two synchronous commits per cycle could have
+# reached against that baseline.
+ceiling_row() {
+    local scen=$1
+    [ -n "${RESULT[$scen,ceil]:-}" ] || return 0
+    row "($scen) two-commit ceiling (ceiling.sql): ${RESULT[$scen,ceil]}/s" \
+        "$(ratio "${RESULT[$scen,eg]}" "${RESULT[$scen,ceil]}") of it" "$(ratio "${RESULT[$scen,base]}" "${RESULT[$scen,ceil]}") of it" \
+        "$(ratio "${RESULT[$scen,ceil]}" "${RESULT[$scen,base]}")x at most" - -
+}
 echo
 echo "# $KNOBS $COMMAND_LINE   ($(( $(date +%s) - STARTED )) s)"
 row scenario execguard baseline ratio target met?
 row --- --- --- --- --- ---
 claim_row a "$ROWS pending, 1 region, claim_next(w, 1) + complete"
+ceiling_row a
 claim_row b "$ROWS pending, 4 regions x 3 models, 2 clients per region"
+ceiling_row b
 claim_row c "$ROWS pending nobody serves + $EXTRA_ROWS served, filtered"
 if [ -n "${RESULT[c_idle,eg]:-}" ]; then
     row "(c) claim_next of a region nobody serves, median (max) of $IDLE_CALLS" \
