@@ -1,4 +1,4 @@
--- bench/backlog/ceiling.sql: the two-commit ceiling of (a) and (b). Two
+-- bench/backlog/ceiling.sql: the two-commit ceiling of (a) to (d). Two
 -- transactions (autocommit), each one WAL-logged single-row INSERT into a
 -- table without indexes (bench_backlog.ceiling) and a synchronous commit:
 -- what a cycle of claim + completion costs when the claim and the

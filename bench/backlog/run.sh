@@ -34,7 +34,7 @@
 #   (d) CHURN executions submitted, then claimed and completed by batches
 #       of 50 (eg_drain.sql, base_drain.sql, CLIENTS clients) until none is
 #       pending, then (a) again on ROWS new ones; target: within 20% of (a)
-#   With (a) and (b), every round also runs ceiling.sql (two single-row
+#   With (a) to (d), every round also runs ceiling.sql (two single-row
 #   INSERTs into a table without indexes, each its own transaction): the
 #   two-commit ceiling, the most cycles/s a queue doing two synchronous
 #   commits per cycle can reach on this server at that moment; the report
@@ -414,7 +414,7 @@ scenario_c() {
     fill_both c "m1" "r1" "$EXTRA_ROWS"
     same_rows c
     serve "m1" "r1"
-    claims c eg_claim_region.sql base_claim_region.sql 1
+    claims c eg_claim_region.sql base_claim_region.sql 1 ceiling
     idle_probe execguard
     RESULT[c_idle,eg]=$IDLE_MEDIAN RESULT[c_idle,eg_max]=$IDLE_MAX
     idle_probe baseline
@@ -438,7 +438,7 @@ scenario_d() {
     verify d
     fill_both d "m1" "r1" "$ROWS"
     serve "m1" "r1"
-    claims d eg_claim.sql base_claim.sql 1
+    claims d eg_claim.sql base_claim.sql 1 ceiling
     verify d
 }
 
@@ -532,12 +532,14 @@ ceiling_row a
 claim_row b "$ROWS pending, 4 regions x 3 models, 2 clients per region"
 ceiling_row b
 claim_row c "$ROWS pending nobody serves + $EXTRA_ROWS served, filtered"
+ceiling_row c
 if [ -n "${RESULT[c_idle,eg]:-}" ]; then
     row "(c) claim_next of a region nobody serves, median (max) of $IDLE_CALLS" \
         "${RESULT[c_idle,eg]} ms (${RESULT[c_idle,eg_max]})" "${RESULT[c_idle,base]} ms (${RESULT[c_idle,base_max]})" \
         - "< 5 ms" "$(met "${RESULT[c_idle,eg]}" 5 '<')"
 fi
 claim_row d "(a) after $CHURN executions of churn"
+ceiling_row d
 if [ -n "${RESULT[d,eg]:-}" ] && [ -n "${RESULT[a,eg]:-}" ]; then
     loss_eg=$(awk -v a="${RESULT[a,eg]}" -v d="${RESULT[d,eg]}" 'BEGIN { if (a > 0) printf "%+.0f", 100 * (d - a) / a; else print "-" }')
     loss_base=$(awk -v a="${RESULT[a,base]}" -v d="${RESULT[d,base]}" 'BEGIN { if (a > 0) printf "%+.0f", 100 * (d - a) / a; else print "-" }')
