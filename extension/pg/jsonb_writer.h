@@ -29,6 +29,7 @@
 
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/jsonb.h"
 
 #include "execguard/bridge.h"
@@ -68,6 +69,37 @@ put_string(char *buffer, size_t *end, eg_slice text)
 	memcpy(buffer + *end, text.data, text.len);
 	*end += text.len;
 	return text.len;
+}
+
+/*
+ * Writes an array of n containers at "start" (aligned): the header, then
+ * for each i the child that put_child(buffer, child_start, i) writes at
+ * child_start (aligned) and returns the end of; returns the array's end.
+ * Polls for interrupts every 4,096 children (a job's questions).
+ */
+/* The .cpp files include this header in their extern "C" block. */
+extern "C++"
+{
+template <typename PutChild>
+static inline size_t
+put_container_array(char *buffer, size_t start, size_t n, PutChild put_child)
+{
+	size_t		entries = start + sizeof(uint32);
+	size_t		data = entries + sizeof(JEntry) * n;
+	size_t		end = data;
+
+	put_uint32(buffer, start, (uint32) n | JB_FARRAY);
+	for (size_t i = 0; i < n; i++)
+	{
+		size_t		length = put_child(buffer, align4(end), i) - end;
+
+		end += length;
+		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
+		if ((i & 4095) == 4095)
+			CHECK_FOR_INTERRUPTS();
+	}
+	return end;
+}
 }
 
 /*

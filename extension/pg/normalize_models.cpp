@@ -253,19 +253,10 @@ put_model(char *buffer, size_t start, const eg_models *models, const eg_model_ou
 size_t
 eg_put_models_container(char *buffer, size_t start, const eg_models *models)
 {
-	size_t		entries = start + sizeof(uint32);
-	size_t		data = entries + sizeof(JEntry) * models->n_models;
-	size_t		end = data;
-
-	put_uint32(buffer, start, (uint32) models->n_models | JB_FARRAY);
-	for (size_t i = 0; i < models->n_models; i++)
-	{
-		size_t		length = put_model(buffer, align4(end), models, &models->models[i]) - end;
-
-		end += length;
-		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
-	}
-	return end;
+	return put_container_array(buffer, start, models->n_models,
+							   [models](char *out, size_t child_start, size_t i) {
+								   return put_model(out, child_start, models, &models->models[i]);
+							   });
 }
 
 static Jsonb *

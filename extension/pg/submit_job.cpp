@@ -280,21 +280,10 @@ put_question(char *buffer, size_t start, const eg_question_out *question)
 static size_t
 put_questions(char *buffer, size_t start, const eg_job_plan *plan)
 {
-	size_t		entries = start + sizeof(uint32);
-	size_t		data = entries + sizeof(JEntry) * plan->n_questions;
-	size_t		end = data;
-
-	put_uint32(buffer, start, (uint32) plan->n_questions | JB_FARRAY);
-	for (size_t i = 0; i < plan->n_questions; i++)
-	{
-		size_t		length = put_question(buffer, align4(end), &plan->questions[i]) - end;
-
-		end += length;
-		put_entry(buffer, entries, i, JENTRY_ISCONTAINER, end - data, length);
-		if ((i & 4095) == 4095)
-			CHECK_FOR_INTERRUPTS();
-	}
-	return end;
+	return put_container_array(buffer, start, plan->n_questions,
+							   [plan](char *out, size_t child_start, size_t i) {
+								   return put_question(out, child_start, &plan->questions[i]);
+							   });
 }
 
 /* Copies a container or numeric at align4(end); returns the child's length. */
