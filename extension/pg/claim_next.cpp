@@ -218,6 +218,21 @@ static EgStatement rescue_statement = {
 };
 
 /*
+ * Whether rescue_statement has anything to do: every row it can act on
+ * (expired, exhausted, or marked by mark_owner_gone) is a queue row whose
+ * lease is in the past. One probe of the queue's index of running rows by
+ * lease, where rescue_statement costs an executor start of a five-part
+ * statement (and, on a session's first call, its planning): most passes
+ * find nothing, and an idle worker runs one on every call. A lease that
+ * another session marks after this probe is rescued by the next pass, as
+ * one that expires a moment later is.
+ */
+static EgStatement any_expired_lease = {
+	"SELECT 1 FROM execguard.queue AS q WHERE q.lease_expires_at < pg_catalog.now() LIMIT 1",
+	0, {InvalidOid}, NULL
+};
+
+/*
  * Due pending rows after row $8, oldest first, when direct writes do not
  * apply: the twin of eg_direct_claim_pending. The parameters of
  * rescue_statement plus $8, and its output columns.
@@ -722,7 +737,8 @@ execguard_claim_next(PG_FUNCTION_ARGS)
 	{
 		values[1] = Int32GetDatum(max_claims - (int32) counts.claimed);
 		eg_connect_spi(&spi);
-		emit_claimed(rsinfo, eg_execute(&rescue_statement, values, nulls, 0), &counts);
+		if (eg_execute(&any_expired_lease, NULL, NULL, 1) > 0)
+			emit_claimed(rsinfo, eg_execute(&rescue_statement, values, nulls, 0), &counts);
 		last_rescue_pass = now;
 		if (counts.claimed + counts.rescued < (uint64) max_claims)
 			claim_pending_rows(rsinfo, values, nulls, max_claims - (int32) (counts.claimed + counts.rescued), 0,
