@@ -75,9 +75,10 @@ put_string(char *buffer, size_t *end, eg_slice text)
  * Writes an array of n containers at "start" (aligned): the header, then
  * for each i the child that put_child(buffer, child_start, i) writes at
  * child_start (aligned) and returns the end of; returns the array's end.
- * Polls for interrupts every 4,096 children (a job's questions).
+ * Polls for interrupts every 4,096 children (a job's questions). A
+ * template, so C++ linkage: the .cpp files include this header inside
+ * their extern "C" block.
  */
-/* The .cpp files include this header in their extern "C" block. */
 extern "C++"
 {
 template <typename PutChild>
